@@ -1,0 +1,46 @@
+# Everything runs from a private virtual environment made on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED_SCENARIOS := $(wildcard ../shared/scenarios/*.yaml)
+OWN_SCENARIOS := $(wildcard tests/scenarios/*.yaml)
+
+.PHONY: test lint typecheck unit scenarios demo bench check clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: lint typecheck unit scenarios
+
+lint: $(STAMP)
+	$(BIN)/ruff check hems_rules tests bench
+	$(BIN)/ruff format --check hems_rules tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+# Every scenario through the real CLI, as a user would run it.
+scenarios: $(STAMP)
+	@fail=0; n=0; for f in $(SHARED_SCENARIOS) $(OWN_SCENARIOS); do \
+	  n=$$((n+1)); \
+	  if ! $(BIN)/hems-rules simulate "$$f" > /dev/null; then echo "FAILED: $$f"; fail=$$((fail+1)); fi; \
+	done; echo "scenarios: $$((n-fail)) passed, $$fail failed"; test $$fail -eq 0
+
+check: $(STAMP)
+	$(BIN)/hems-rules check rules
+
+demo: $(STAMP)
+	$(BIN)/hems-rules demo
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

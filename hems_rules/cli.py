@@ -1,0 +1,112 @@
+"""`hems-rules run | check | simulate | demo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hems_rules.errors import HemsError
+from hems_rules.model import Decision
+from hems_rules.ruleset.compiler import load_rules
+from hems_rules.ruleset.rules import RuleSet
+from hems_rules.sim.scenario import decision_line, load_scenario, run_scenario
+
+
+def _summary(rules: RuleSet) -> str:
+    lines = [f"rules OK: {len(rules.consumers)} consumers, {len(rules.variables)} variables"]
+    site = rules.site
+    limit = (
+        "no limit"
+        if site.continuous_inverter_power is None
+        else f"{site.continuous_inverter_power:g} W"
+    )
+    lines.append(
+        f"site: {site.phases} phase(s), loop every {site.loop_interval:g} s, "
+        f"continuous inverter power {limit} per phase, DC efficiency {site.dc_efficiency:g}"
+    )
+    readings = []
+    for soc in (0, 50, 100):
+        result = site.battery_reservation.evaluate({"SOC": float(soc)})
+        value = (
+            f"{max(0.0, result.value):g} W"
+            if result.value is not None
+            else f"error ({result.error})"
+        )
+        readings.append(f"SOC {soc}% -> {value}")
+    lines.append(f"battery reservation {site.battery_reservation.source!r}: {', '.join(readings)}")
+    lines.append("consumers, served in this order:")
+    ranked = sorted(enumerate(rules.consumers), key=lambda item: (item[1].priority, item[0]))
+    for _, c in ranked:
+        kind = "primary" if c.primary else "secondary"
+        condition = f", auto_when {c.auto_when.source!r}" if c.auto_when else ""
+        lines.append(
+            f"  {c.priority:>4}  {c.id:<20} {c.power:>6g} W {c.phase:<2} {kind:<9} "
+            f"shelly {c.shelly.host}:{c.shelly.port} switch {c.shelly.switch}{condition}"
+        )
+    if rules.variables:
+        lines.append("variables:")
+        for name, variable in rules.variables.items():
+            source = variable.source
+            kind = type(source).__name__.removesuffix("Source").lower()
+            where = (
+                getattr(source, "topic", None)
+                or getattr(source, "url", None)
+                or (f"{getattr(source, 'service', '')}{getattr(source, 'path', '')}")
+            )
+            lines.append(f"  {name:<20} {kind} {where}")
+    return "\n".join(lines)
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        rules = load_rules(args.directory)
+    except HemsError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(_summary(rules))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    try:
+        scenario = load_scenario(args.scenario, args.rules)
+    except HemsError as err:
+        print(err, file=sys.stderr)
+        return 2
+
+    def show(at: float, decision: Decision) -> None:
+        print(decision_line(at, decision), flush=False)
+
+    outcome = run_scenario(scenario, show)
+    sys.stdout.flush()
+    for failure in outcome.failures:
+        print(f"FAILED {Path(args.scenario).name}: {failure}", file=sys.stderr)
+    return 0 if outcome.passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hems-rules", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="validate a rules directory, like nginx -t")
+    check.add_argument("directory", type=Path)
+    check.set_defaults(handler=_check)
+
+    simulate = commands.add_parser("simulate", help="run a scenario in virtual time")
+    simulate.add_argument("scenario", type=Path)
+    simulate.add_argument("--rules", type=Path, help="rules directory instead of inline rules")
+    simulate.set_defaults(handler=_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Values shared by sources, the engine and sinks: what goes into a cycle and what comes out.
+
+Everything here is a frozen dataclass: a Snapshot is a fact, a Plan is a decision, and
+neither changes after the fact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
+from typing import Literal
+
+from hems_rules.ruleset.rules import Phase
+
+NO_LIMIT = -1.0
+
+DecisionState = Literal["on", "off", "unavailable"]
+
+
+def _empty() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class DeviceFact:
+    """What a relay reports: reachable or not, its output, and its measured draw.
+
+    `power` is None until a measurement has arrived since the relay last switched.
+    """
+
+    available: bool = True
+    on: bool = False
+    power: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.power is not None and self.power < 0:
+            raise ValueError("measured power must not be negative")
+
+
+UNAVAILABLE = DeviceFact(available=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The /Settings/HEMS/* overrides; their defaults mean "use the rules"."""
+
+    mode: int = 0
+    battery_reservation_equation: str = ""
+    continuous_inverter_power: float = NO_LIMIT
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one cycle may look at. None means invalid or unknown, never zero."""
+
+    system: Mapping[str, float | None] = field(default_factory=_empty)  # type: ignore[arg-type]
+    system_present: bool = True
+    settings: Settings = Settings()
+    variables: Mapping[str, float | None] = field(default_factory=_empty)  # type: ignore[arg-type]
+    auto: Mapping[str, int] = field(default_factory=_empty)  # type: ignore[arg-type]
+    devices: Mapping[str, DeviceFact] = field(default_factory=_empty)  # type: ignore[arg-type]
+    max_charge_current: float | None = None
+    max_charge_voltage: float | None = None
+    hub4_mode: int | None = None
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    """What the engine remembers about one consumer between cycles."""
+
+    on: bool = False
+    switched_at: float | None = None  # None: never switched, so no timer holds it
+    awaiting: bool = False  # a command was sent and its read-back has not arrived
+    controlled: bool = False
+    available: bool = True
+    pending_since: float | None = None  # since when an on_delay / off_delay condition holds
+    starts: int = 0
+    day: date | None = None
+
+
+@dataclass(frozen=True)
+class EngineState:
+    consumers: Mapping[str, ConsumerState] = field(default_factory=_empty)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One consumer's outcome of a cycle, with the reason in plain words."""
+
+    consumer: str
+    state: DecisionState
+    controlled: bool
+    code: str
+    reason: str
+    command: bool | None = None  # switch the relay to this now; None leaves it alone
+    power: float = 0.0  # W this consumer is counted for in the plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    decisions: tuple[Decision, ...]
+    active: bool
+    reservation: float | None
+    reservation_state: str  # OK | BMS | ERROR
+    reservation_error: str | None = None
+    surplus: Mapping[Phase, float] | None = None  # per phase, after the DC pool covered deficits
+    dc_pool: float | None = None
+    left: float | None = None  # what remains after the plan, all phases and DC
+
+    @property
+    def commands(self) -> tuple[Decision, ...]:
+        """Decisions that switch a relay, switch-offs first."""
+        switching = [d for d in self.decisions if d.command is not None]
+        return tuple(sorted(switching, key=lambda d: bool(d.command)))
+
+    def decision(self, consumer_id: str) -> Decision:
+        for decision in self.decisions:
+            if decision.consumer == consumer_id:
+                return decision
+        raise KeyError(consumer_id)

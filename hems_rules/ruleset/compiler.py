@@ -1,0 +1,280 @@
+"""From rule files to a RuleSet: schema, merge, durations, expressions, references.
+
+Every problem of a load is collected and reported together, each with file, line,
+column and the path in the document; a load with any problem yields no RuleSet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from hems_rules.errors import ExpressionError, Problem, RulesError
+from hems_rules.expressions import FUNCTIONS, Expression, compile_expression
+from hems_rules.ruleset import schema
+from hems_rules.ruleset.durations import parse_duration
+from hems_rules.ruleset.rules import (
+    Consumer,
+    DbusSource,
+    HttpSource,
+    MqttBroker,
+    MqttSource,
+    RuleSet,
+    ShellyEndpoint,
+    Site,
+    Variable,
+    VariableSource,
+)
+from hems_rules.ruleset.yamldoc import PathPart, YamlDocument, parse_yaml
+
+RULE_SUFFIXES = (".yaml", ".yml")
+RESERVATION_NAMES = frozenset({"SOC"})
+
+
+def rule_files(directory: Path) -> list[Path]:
+    """The rule files of a directory, in the order they are merged."""
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in RULE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+
+
+@dataclass
+class _Compiler:
+    problems: list[Problem]
+
+    def duration(self, doc: YamlDocument, path: tuple[PathPart, ...], value: Any) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as err:
+            self.problems.append(doc.problem(path, str(err)))
+            return 0.0
+
+    def expression(
+        self, doc: YamlDocument, path: tuple[PathPart, ...], text: Any, names: frozenset[str]
+    ) -> Expression | None:
+        try:
+            return compile_expression(text, names)
+        except ExpressionError as err:
+            self.problems.append(doc.problem(path, f"{text!r}: {err}"))
+            return None
+
+    def optional_duration(
+        self, doc: YamlDocument, path: tuple[PathPart, ...], spec: dict[str, Any], key: str
+    ) -> float | None:
+        return self.duration(doc, (*path, key), spec[key]) if key in spec else None
+
+    def site(self, doc: YamlDocument | None) -> Site:
+        raw = {**schema.defaults("site"), **((doc.data or {}).get("site") or {} if doc else {})}
+        located = doc or YamlDocument("<defaults>", {}, None)
+        reservation = self.expression(
+            located, ("site", "battery_reservation"), raw["battery_reservation"], RESERVATION_NAMES
+        )
+        mqtt = raw.get("mqtt")
+        return Site(
+            battery_reservation=reservation or compile_expression("0", RESERVATION_NAMES),
+            phases=raw["phases"],
+            loop_interval=self.duration(located, ("site", "loop_interval"), raw["loop_interval"]),
+            continuous_inverter_power=raw["continuous_inverter_power"],
+            dc_efficiency=raw["dc_efficiency"],
+            mqtt=MqttBroker(
+                host=mqtt["host"],
+                port=mqtt.get("port", 1883),
+                username=mqtt.get("username"),
+                password=mqtt.get("password"),
+            )
+            if mqtt
+            else None,
+        )
+
+    def variable(self, doc: YamlDocument, name: str, spec: dict[str, Any]) -> Variable:
+        path: tuple[PathPart, ...] = ("variables", name)
+        kind, body = next(iter(spec.items()))
+        at = (*path, kind)
+        stale = self.optional_duration(doc, at, body, "stale_after")
+        source: VariableSource
+        if kind == "mqtt":
+            source = MqttSource(topic=body["topic"], json=body.get("json"), stale_after=stale)
+        elif kind == "dbus":
+            source = DbusSource(service=body["service"], path=body["path"], stale_after=stale)
+        elif kind == "http":
+            source = HttpSource(
+                url=body["url"],
+                json=body.get("json"),
+                every=self.duration(doc, (*at, "every"), body.get("every", "10s")),
+                stale_after=stale,
+            )
+        else:
+            host, port, sensor = body["host"], body.get("port", 80), body.get("sensor", 100)
+            source = HttpSource(
+                url=f"http://{host}:{port}/rpc/Temperature.GetStatus?id={sensor}",
+                json="tC",
+                every=self.duration(doc, (*at, "every"), body.get("every", "10s")),
+                stale_after=stale,
+                user=body.get("user", "admin"),
+                password=body.get("password"),
+            )
+        return Variable(name=name, source=source)
+
+    def consumer(
+        self, doc: YamlDocument, index: int, spec: dict[str, Any], site: Site, names: frozenset[str]
+    ) -> Consumer | None:
+        path: tuple[PathPart, ...] = ("consumers", index)
+        raw = {**schema.defaults("consumer"), **spec}
+        if raw["phase"] == "3P" and site.phases != 3:
+            self.problems.append(doc.problem((*path, "phase"), "3P needs a 3-phase site"))
+        if raw["phase"] in ("L2", "L3") and int(raw["phase"][1]) > site.phases:
+            self.problems.append(
+                doc.problem(
+                    (*path, "phase"), f"{raw['phase']} does not exist on a {site.phases}-phase site"
+                )
+            )
+        auto_when = None
+        if "auto_when" in raw:
+            auto_when = self.expression(doc, (*path, "auto_when"), raw["auto_when"], names)
+        shelly = raw["shelly"]
+        toggle_after = self.optional_duration(doc, (*path, "shelly"), shelly, "toggle_after")
+        try:
+            return Consumer(
+                id=raw["id"],
+                name=raw.get("name") or raw["id"].replace("_", " ").capitalize(),
+                shelly=ShellyEndpoint(
+                    host=shelly["host"],
+                    port=shelly.get("port", 80),
+                    switch=shelly.get("switch", 0),
+                    user=shelly.get("user", "admin"),
+                    password=shelly.get("password"),
+                    toggle_after=toggle_after or None,
+                ),
+                power=float(raw["power"]),
+                phase=raw["phase"],
+                priority=raw["priority"],
+                primary=raw["class"] == "primary",
+                min_on=self.duration(doc, (*path, "min_on"), raw["min_on"]),
+                min_off=self.duration(doc, (*path, "min_off"), raw["min_off"]),
+                on_delay=self.duration(doc, (*path, "on_delay"), raw["on_delay"]),
+                off_delay=self.duration(doc, (*path, "off_delay"), raw["off_delay"]),
+                on_margin=float(raw["on_margin"]),
+                off_margin=float(raw["off_margin"]),
+                max_starts_per_day=raw["max_starts_per_day"],
+                auto_when=auto_when,
+                release_keeps=raw["on_release"] == "keep",
+                stale_holds=raw["on_stale"] == "hold",
+                vrm=raw["vrm"],
+            )
+        except ValueError as err:
+            self.problems.append(doc.problem(path, str(err)))
+            return None
+
+
+def _first_places(
+    docs: list[YamlDocument], problems: list[Problem]
+) -> tuple[YamlDocument | None, dict[str, tuple[YamlDocument, tuple[PathPart, ...]]]]:
+    """The document holding `site` and where each variable name is defined; duplicates reported."""
+    site_doc: YamlDocument | None = None
+    variables: dict[str, tuple[YamlDocument, tuple[PathPart, ...]]] = {}
+    for doc in docs:
+        data = doc.data or {}
+        if "site" in data:
+            if site_doc is not None:
+                line, _ = site_doc.locate(("site",), key=True)
+                problems.append(
+                    doc.problem(
+                        ("site",), f"site is already defined at {site_doc.file}:{line}", key=True
+                    )
+                )
+            else:
+                site_doc = doc
+        for name in data.get("variables") or {}:
+            path: tuple[PathPart, ...] = ("variables", name)
+            if name in variables:
+                first, first_path = variables[name]
+                line, _ = first.locate(first_path, key=True)
+                problems.append(
+                    doc.problem(
+                        path,
+                        f"variable {name!r} is already defined at {first.file}:{line}",
+                        key=True,
+                    )
+                )
+            elif name in FUNCTIONS:
+                problems.append(doc.problem(path, f"{name!r} is a function name", key=True))
+            else:
+                variables[name] = (doc, path)
+    return site_doc, variables
+
+
+def compile_documents(docs: list[YamlDocument], problems: list[Problem] | None = None) -> RuleSet:
+    """Merge and compile parsed documents; RulesError with every problem found.
+
+    `problems` already found (files that did not parse) are reported with the rest.
+    """
+    problems = list(problems or [])
+    for doc in docs:
+        if doc.data is not None and not isinstance(doc.data, dict):
+            problems.append(
+                doc.problem((), "a rule file must be a mapping of site, variables, consumers")
+            )
+        else:
+            problems.extend(schema.validate(doc))
+    if problems:
+        raise RulesError(problems)
+
+    site_doc, variable_places = _first_places(docs, problems)
+    compiler = _Compiler(problems)
+    site = compiler.site(site_doc)
+    variables = {
+        name: compiler.variable(doc, name, doc.data["variables"][name])
+        for name, (doc, _) in variable_places.items()
+    }
+    names = frozenset(variables)
+    consumers: list[Consumer] = []
+    first_id: dict[str, tuple[YamlDocument, tuple[PathPart, ...]]] = {}
+    for doc in docs:
+        for index, spec in enumerate((doc.data or {}).get("consumers") or []):
+            path: tuple[PathPart, ...] = ("consumers", index, "id")
+            if spec["id"] in first_id:
+                first, first_path = first_id[spec["id"]]
+                line, _ = first.locate(first_path)
+                problems.append(
+                    doc.problem(path, f"id {spec['id']!r} is already used at {first.file}:{line}")
+                )
+                continue
+            first_id[spec["id"]] = (doc, path)
+            consumer = compiler.consumer(doc, index, spec, site, names)
+            if consumer is not None:
+                consumers.append(consumer)
+    if problems:
+        raise RulesError(problems)
+    return RuleSet(
+        site=site,
+        consumers=tuple(consumers),
+        variables=MappingProxyType(variables),
+        files=tuple(doc.file for doc in docs),
+    )
+
+
+def load_rules(directory: Path | str) -> RuleSet:
+    """Load, validate and compile every rule file of a directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RulesError([Problem(str(directory), 1, 1, "", "not a directory")])
+    docs: list[YamlDocument] = []
+    problems: list[Problem] = []
+    files = rule_files(directory)
+    if not files:
+        raise RulesError([Problem(str(directory), 1, 1, "", "no rule files (*.yaml) here")])
+    for path in files:
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            problems.append(Problem(str(path), 1, 1, "", f"cannot read: {err}"))
+            continue
+        doc, found = parse_yaml(str(path), text)
+        problems.extend(found)
+        if doc is not None:
+            docs.append(doc)
+    return compile_documents(docs, problems)

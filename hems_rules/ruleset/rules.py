@@ -1,0 +1,147 @@
+"""The compiled, immutable form of the rules: what the engine and the I/O layers read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from hems_rules.expressions import Expression
+
+Phase = Literal["L1", "L2", "L3"]
+PHASES: tuple[Phase, ...] = ("L1", "L2", "L3")
+
+
+@dataclass(frozen=True)
+class ShellyEndpoint:
+    """Where a relay is: one switch channel of a Shelly Gen2+ device."""
+
+    host: str
+    port: int = 80
+    switch: int = 0
+    user: str = "admin"
+    password: str | None = field(default=None, repr=False)
+    toggle_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("a Shelly needs a host")
+        if self.toggle_after is not None and self.toggle_after <= 0:
+            raise ValueError("toggle_after must be positive")
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One controllable load, with every default applied and durations in seconds."""
+
+    id: str
+    name: str
+    shelly: ShellyEndpoint
+    power: float
+    phase: Literal["L1", "L2", "L3", "3P"] = "L1"
+    priority: int = 50
+    primary: bool = False
+    min_on: float = 0.0
+    min_off: float = 0.0
+    on_delay: float = 0.0
+    off_delay: float = 0.0
+    on_margin: float = 0.0
+    off_margin: float = 0.0
+    max_starts_per_day: int | None = None
+    auto_when: Expression | None = None
+    release_keeps: bool = False
+    stale_holds: bool = False
+    vrm: bool = False
+
+    def __post_init__(self) -> None:
+        if self.power < 0:
+            raise ValueError(f"{self.id}: power must not be negative")
+
+    def shares(self, watts: float) -> tuple[tuple[Phase, float], ...]:
+        """How `watts` of this consumer's draw splits over the phases."""
+        if self.phase == "3P":
+            return tuple((p, watts / 3) for p in PHASES)
+        return ((self.phase, watts),)
+
+
+@dataclass(frozen=True)
+class MqttSource:
+    topic: str
+    json: str | None = None
+    stale_after: float | None = None
+
+
+@dataclass(frozen=True)
+class HttpSource:
+    url: str
+    json: str | None = None
+    every: float = 10.0
+    stale_after: float | None = None
+    user: str = "admin"
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DbusSource:
+    service: str
+    path: str
+    stale_after: float | None = None
+
+
+VariableSource = MqttSource | HttpSource | DbusSource
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    source: VariableSource
+
+
+@dataclass(frozen=True)
+class MqttBroker:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Site:
+    battery_reservation: Expression
+    phases: int = 3
+    loop_interval: float = 2.0
+    continuous_inverter_power: float | None = None
+    dc_efficiency: float = 0.925
+    mqtt: MqttBroker | None = None
+
+    def __post_init__(self) -> None:
+        if self.phases not in (1, 2, 3):
+            raise ValueError("phases must be 1, 2 or 3")
+        if not 0 < self.dc_efficiency <= 1:
+            raise ValueError("dc_efficiency must be in (0, 1]")
+
+    @property
+    def phase_names(self) -> tuple[Phase, ...]:
+        return PHASES[: self.phases]
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Everything the user decided, compiled; consumers in the order of the rules."""
+
+    site: Site
+    consumers: tuple[Consumer, ...] = ()
+    variables: Mapping[str, Variable] = field(default_factory=lambda: MappingProxyType({}))
+    files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = [c.id for c in self.consumers]
+        if len(ids) != len(set(ids)):
+            raise ValueError("consumer ids must be unique")
+
+    def consumer(self, consumer_id: str) -> Consumer:
+        for consumer in self.consumers:
+            if consumer.id == consumer_id:
+                return consumer
+        raise KeyError(consumer_id)

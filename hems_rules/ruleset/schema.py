@@ -1,0 +1,70 @@
+"""The JSON Schema of rule files: the one source of truth for what is allowed and the defaults."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from hems_rules.errors import Problem
+from hems_rules.ruleset.yamldoc import YamlDocument
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("hems_rules").joinpath("rules.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(schema())
+
+
+def defaults(definition: str) -> dict[str, Any]:
+    """The default of every property of `$defs/<definition>` that has one."""
+    properties = schema()["$defs"][definition]["properties"]
+    return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+
+
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _problems(doc: YamlDocument, err: ValidationError) -> list[Problem]:
+    path = tuple(err.absolute_path)
+    spec = err.schema if isinstance(err.schema, dict) else {}
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = sorted(spec.get("properties", {}))
+        problems = []
+        for key in err.instance:
+            if key in known:
+                continue
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            suffix = f", did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(known)})"
+            problems.append(doc.problem((*path, key), f"unknown key {key!r}{suffix}", key=True))
+        return problems
+    if "x-error" in spec:
+        return [doc.problem(path, f"{_show(err.instance)} {spec['x-error']}")]
+    if err.validator == "enum":
+        choices = ", ".join(_show(c) for c in spec.get("enum", []) if c is not False)
+        return [doc.problem(path, f"{_show(err.instance)} is not one of {choices}")]
+    return [doc.problem(path, err.message)]
+
+
+def validate(doc: YamlDocument) -> list[Problem]:
+    """Every schema problem of one document, located."""
+    problems: list[Problem] = []
+    for err in sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path))):
+        problems.extend(_problems(doc, err))
+    return problems

@@ -1,0 +1,307 @@
+"""Scenarios: the public test language, run against the real engine in virtual time.
+
+A scenario is a timeline of changes to the simulated world and a list of expectations.
+Cycles run as they do live: on every change (after the debounce), at least every
+`loop_interval`, and again after relays report that they switched. No sleeping: a
+simulated day runs in seconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hems_rules.controller import Controller
+from hems_rules.errors import HemsError, RulesError
+from hems_rules.model import Decision, Plan, Settings
+from hems_rules.ruleset.compiler import compile_documents, load_rules
+from hems_rules.ruleset.durations import parse_duration
+from hems_rules.ruleset.rules import RuleSet
+from hems_rules.ruleset.yamldoc import YamlDocument, parse_yaml
+from hems_rules.sim.plant import Plant
+
+DEBOUNCE = 0.1
+DEFAULT_START = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
+
+_TOP_KEYS = {"rules", "settings", "timeline", "expect", "start", "description"}
+_STEP_KEYS = {"at", "system", "variables", "settings", "auto", "devices", "dbus", "rules"}
+_EXPECT_KEYS = {"at", "state", "reservation", "reason", "starts"}
+_SETTING_NAMES = {
+    "Mode": "mode",
+    "BatteryReservationEquation": "battery_reservation_equation",
+    "ContinuousInverterPower": "continuous_inverter_power",
+}
+
+
+class ScenarioError(HemsError):
+    """The scenario file itself is wrong."""
+
+
+@dataclass(frozen=True)
+class Step:
+    at: float
+    body: Mapping[str, Any]
+    rules: RuleSet | None = None
+
+
+@dataclass(frozen=True)
+class Expectation:
+    at: float
+    index: int
+    state: Mapping[str, str] = field(default_factory=dict)
+    reservation: float | None = None
+    reason: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    file: str
+    rules: RuleSet
+    settings: Settings
+    steps: tuple[Step, ...]
+    expectations: tuple[Expectation, ...]
+    start: datetime = DEFAULT_START
+
+
+def _on_off(value: Any) -> str:
+    """YAML 1.1 reads a bare on/off as a boolean; the contract means the words."""
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return str(value)
+
+
+def _settings(base: Settings, values: Mapping[str, Any], where: str) -> Settings:
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in _SETTING_NAMES:
+            raise ScenarioError(f"{where}: unknown setting {name!r} ({', '.join(_SETTING_NAMES)})")
+        field_name = _SETTING_NAMES[name]
+        if field_name == "battery_reservation_equation":
+            changes[field_name] = "" if value is None else str(value)
+        elif field_name == "mode":
+            changes[field_name] = int(value)
+        else:
+            changes[field_name] = -1.0 if value is None else float(value)
+    return replace(base, **changes)
+
+
+def _keys(doc: YamlDocument, path: tuple[str | int, ...], data: Any, allowed: set[str]) -> None:
+    if not isinstance(data, dict):
+        raise ScenarioError(str(doc.problem(path, "must be a mapping")))
+    for key in data:
+        if key not in allowed:
+            where = doc.problem((*path, key), f"unknown key {key!r} ({', '.join(sorted(allowed))})")
+            raise ScenarioError(str(where))
+
+
+def _time(doc: YamlDocument, path: tuple[str | int, ...], value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except (ValueError, AttributeError) as err:
+        raise ScenarioError(str(doc.problem(path, str(err)))) from None
+
+
+def load_scenario(path: Path | str, rules_dir: Path | str | None = None) -> Scenario:
+    """Read a scenario file; its rules come inline or from `rules_dir`."""
+    file = str(path)
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as err:
+        raise ScenarioError(f"{file}: cannot read: {err}") from None
+    doc, problems = parse_yaml(file, text)
+    if doc is None:
+        raise RulesError(problems)
+    _keys(doc, (), doc.data, _TOP_KEYS)
+    data = doc.data
+    if rules_dir is not None:
+        rules = load_rules(rules_dir)
+    elif "rules" in data:
+        rules = compile_documents([doc.part("rules")])
+    else:
+        raise ScenarioError(f"{file}: no rules: give them inline under rules: or with --rules DIR")
+    settings = _settings(Settings(mode=1), data.get("settings") or {}, file)
+    steps = []
+    for index, raw in enumerate(data.get("timeline") or []):
+        _keys(doc, ("timeline", index), raw, _STEP_KEYS)
+        step_rules = None
+        if "rules" in raw:
+            inner = YamlDocument(file, raw["rules"], doc.part("timeline").root)
+            step_rules = compile_documents([inner])
+        steps.append(Step(_time(doc, ("timeline", index, "at"), raw.get("at", 0)), raw, step_rules))
+    expectations = []
+    for index, raw in enumerate(data.get("expect") or []):
+        _keys(doc, ("expect", index), raw, _EXPECT_KEYS)
+        known = {c.id for c in rules.consumers} | {
+            c.id for s in steps if s.rules for c in s.rules.consumers
+        }
+        for consumer_id in (raw.get("state") or {}) | (raw.get("reason") or {}):
+            if consumer_id not in known:
+                raise ScenarioError(
+                    str(doc.problem(("expect", index), f"unknown consumer {consumer_id!r}"))
+                )
+        expectations.append(
+            Expectation(
+                at=_time(doc, ("expect", index, "at"), raw.get("at", 0)),
+                index=index,
+                state={k: _on_off(v) for k, v in (raw.get("state") or {}).items()},
+                reservation=raw.get("reservation"),
+                reason=dict(raw.get("reason") or {}),
+            )
+        )
+    start = DEFAULT_START
+    if "start" in data:
+        start = datetime.fromisoformat(str(data["start"]))
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+    steps.sort(key=lambda s: s.at)
+    expectations.sort(key=lambda e: (e.at, e.index))
+    return Scenario(file, rules, settings, tuple(steps), tuple(expectations), start)
+
+
+@dataclass(frozen=True)
+class Failure:
+    expectation: Expectation
+    message: str
+
+    def __str__(self) -> str:
+        return f"expect[{self.expectation.index}] at {self.expectation.at:g}s: {self.message}"
+
+
+@dataclass
+class Outcome:
+    failures: list[Failure] = field(default_factory=list)
+    cycles: int = 0
+    switchings: int = 0
+    changes: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _check(expectation: Expectation, plan: Plan | None) -> list[Failure]:
+    failures = []
+    if plan is None:
+        return [Failure(expectation, "no cycle has run yet")]
+    for consumer_id, wanted in expectation.state.items():
+        try:
+            decision = plan.decision(consumer_id)
+        except KeyError:
+            failures.append(Failure(expectation, f"{consumer_id} is not in the rules now"))
+            continue
+        if decision.state != wanted:
+            message = f"{consumer_id} is {decision.state}, expected {wanted} ({decision.reason})"
+            failures.append(Failure(expectation, message))
+    for consumer_id, fragment in expectation.reason.items():
+        reason = plan.decision(consumer_id).reason
+        if str(fragment) not in reason:
+            message = f"{consumer_id}'s reason {reason!r} does not contain {fragment!r}"
+            failures.append(Failure(expectation, message))
+    wanted_r = expectation.reservation
+    if wanted_r is not None and (
+        plan.reservation is None or abs(plan.reservation - float(wanted_r)) > 0.5
+    ):
+        why = f" ({plan.reservation_error})" if plan.reservation_error else ""
+        got = "unknown" if plan.reservation is None else f"{plan.reservation:g}"
+        failures.append(Failure(expectation, f"reservation is {got}, expected {wanted_r}{why}"))
+    return failures
+
+
+def _apply(plant: Plant, controller: Controller, step: Step) -> None:
+    body = step.body
+    if "system" in body:
+        plant.update_system(body["system"])
+    for service, values in (body.get("dbus") or {}).items():
+        plant.dbus.setdefault(service, {}).update(values)
+    for name, value in (body.get("variables") or {}).items():
+        plant.set_variable(name, value, step.at)
+    if "settings" in body:
+        plant.settings = _settings(plant.settings, body["settings"], f"timeline at {step.at:g}s")
+    for consumer_id, value in (body.get("auto") or {}).items():
+        plant.auto[consumer_id] = int(value)
+    for consumer_id, spec in (body.get("devices") or {}).items():
+        relay = plant.relay(consumer_id)
+        if "offline" in spec:
+            relay.online = not spec["offline"]
+            if not relay.online:
+                relay.on = False
+        if "power" in spec:
+            relay.power = spec["power"]
+    if step.rules is not None:
+        controller.swap_rules(step.rules)
+        plant.rules = step.rules
+
+
+def run_scenario(
+    scenario: Scenario, on_change: Callable[[float, Decision], None] | None = None
+) -> Outcome:
+    """Run a scenario to its last step or expectation; the outcome lists failed expectations."""
+    plant = Plant(rules=scenario.rules, settings=scenario.settings)
+    controller = Controller(scenario.rules)
+    outcome = Outcome()
+    end = max([s.at for s in scenario.steps] + [e.at for e in scenario.expectations] + [0.0])
+    # Events at one time run in this order: changes, cycles, then expectations.
+    queue: list[tuple[float, int, int, Any]] = []
+    sequence = 0
+
+    def push(at: float, kind: int, payload: Any = None) -> None:
+        nonlocal sequence
+        sequence += 1
+        heapq.heappush(queue, (round(at, 6), kind, sequence, payload))
+
+    for step in scenario.steps:
+        push(step.at, 0, step)
+    for expectation in scenario.expectations:
+        push(expectation.at, 2, expectation)
+    push(0.0, 1, "tick")
+    cycle_due: set[float] = set()
+    while queue:
+        at, kind, _, payload = heapq.heappop(queue)
+        if at > end + 1e-9:
+            break
+        if kind == 0:
+            _apply(plant, controller, payload)
+            if round(at + DEBOUNCE, 6) not in cycle_due:
+                cycle_due.add(round(at + DEBOUNCE, 6))
+                push(at + DEBOUNCE, 1, "change")
+        elif kind == 1:
+            cycle_due.discard(at)
+            _, changed = controller.cycle(
+                plant.snapshot(at), scenario.start + timedelta(seconds=at)
+            )
+            outcome.cycles += 1
+            for decision in changed:
+                outcome.changes += 1
+                if decision.command is not None:
+                    plant.switch(decision.consumer, decision.command)
+                    outcome.switchings += int(decision.command)
+                if on_change is not None:
+                    on_change(at, decision)
+            if any(d.command is not None for d in changed):
+                push(at + DEBOUNCE, 1, "read-back")
+            if payload == "tick":
+                interval = controller.rules.site.loop_interval or 1.0
+                push(at + interval, 1, "tick")
+        else:
+            outcome.failures.extend(_check(payload, controller.plan))
+    return outcome
+
+
+def decision_line(at: float, decision: Decision) -> str:
+    """The JSON line `simulate` prints for a decision change."""
+    line: dict[str, Any] = {
+        "t": round(at, 3),
+        "consumer": decision.consumer,
+        "state": decision.state,
+        "reason": decision.reason,
+    }
+    if decision.command is not None:
+        line["switch"] = "on" if decision.command else "off"
+    return json.dumps(line)
