@@ -30,7 +30,7 @@ DEFAULT_START = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
 
 _TOP_KEYS = {"rules", "settings", "timeline", "expect", "start", "description"}
 _STEP_KEYS = {"at", "system", "variables", "settings", "auto", "devices", "dbus", "rules"}
-_EXPECT_KEYS = {"at", "state", "reservation", "reason", "starts"}
+_EXPECT_KEYS = {"at", "state", "reservation", "reason", "relays"}
 _SETTING_NAMES = {
     "Mode": "mode",
     "BatteryReservationEquation": "battery_reservation_equation",
@@ -56,6 +56,7 @@ class Expectation:
     state: Mapping[str, str] = field(default_factory=dict)
     reservation: float | None = None
     reason: Mapping[str, str] = field(default_factory=dict)
+    relays: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ def _keys(doc: YamlDocument, path: tuple[str | int, ...], data: Any, allowed: se
         raise ScenarioError(str(doc.problem(path, "must be a mapping")))
     for key in data:
         if key not in allowed:
-            where = doc.problem((*path, key), f"unknown key {key!r} ({', '.join(sorted(allowed))})")
+            where = doc.problem(
+                (*path, key), f"unknown key {key!r} ({', '.join(sorted(allowed))})", key=True
+            )
             raise ScenarioError(str(where))
 
 
@@ -153,6 +156,7 @@ def load_scenario(path: Path | str, rules_dir: Path | str | None = None) -> Scen
                 state={k: _on_off(v) for k, v in (raw.get("state") or {}).items()},
                 reservation=raw.get("reservation"),
                 reason=dict(raw.get("reason") or {}),
+                relays={k: _on_off(v) for k, v in (raw.get("relays") or {}).items()},
             )
         )
     start = DEFAULT_START
@@ -186,8 +190,14 @@ class Outcome:
         return not self.failures
 
 
-def _check(expectation: Expectation, plan: Plan | None) -> list[Failure]:
+def _check(expectation: Expectation, plan: Plan | None, plant: Plant) -> list[Failure]:
     failures = []
+    for consumer_id, wanted in expectation.relays.items():
+        relay = plant.relay(consumer_id)
+        actual = "unavailable" if not relay.online else ("on" if relay.on else "off")
+        if actual != wanted:
+            message = f"relay of {consumer_id} is {actual}, expected {wanted}"
+            failures.append(Failure(expectation, message))
     if plan is None:
         return [Failure(expectation, "no cycle has run yet")]
     for consumer_id, wanted in expectation.state.items():
@@ -290,7 +300,7 @@ def run_scenario(
                 interval = controller.rules.site.loop_interval or 1.0
                 push(at + interval, 1, "tick")
         else:
-            outcome.failures.extend(_check(payload, controller.plan))
+            outcome.failures.extend(_check(payload, controller.plan, plant))
     return outcome
 
 

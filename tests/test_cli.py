@@ -1,0 +1,93 @@
+"""The command line as a user meets it: exit codes and what is printed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hems_rules.cli import main
+
+REPO = Path(__file__).parent.parent
+
+SCENARIO = """\
+rules:
+  site: {phases: 1, battery_reservation: 0}
+  consumers:
+    - {id: heater, shelly: {host: h.invalid}, power: 1000}
+timeline:
+  - at: 0s
+    system: {/Ac/PvOnGrid/L1/Power: 2000, /Ac/Consumption/L1/Power: 500}
+expect:
+  - at: 5s
+    state: {heater: EXPECTED}
+"""
+
+
+def test_check_prints_a_summary_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(REPO / "rules")]) == 0
+    out = capsys.readouterr().out
+    assert "rules OK: 6 consumers" in out
+    assert "SOC 0% -> 5000 W, SOC 50% -> 2500 W, SOC 100% -> 0 W" in out
+    assert out.index("pool_filter") < out.index("heater_l1") < out.index("pool_heater ")
+
+
+def test_check_lists_errors_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "consumers:\n  - {id: x, power: 1, shelly: {host: h}, colour: red}\n"
+    )
+    assert main(["check", str(tmp_path)]) == 1
+    assert "bad.yaml:2:42: consumers[0].colour: unknown key 'colour'" in capsys.readouterr().err
+
+
+def test_simulate_prints_json_lines_and_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "ok.yaml"
+    scenario.write_text(SCENARIO.replace("EXPECTED", "on"))
+    assert main(["simulate", str(scenario)]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first == {
+        "t": 0.0,
+        "consumer": "heater",
+        "state": "on",
+        "reason": "on: 1000 W, 500 W left",
+        "switch": "on",
+    }
+
+
+def test_a_failed_expectation_exits_1_and_names_itself(tmp_path: Path) -> None:
+    scenario = tmp_path / "wrong.yaml"
+    scenario.write_text(SCENARIO.replace("EXPECTED", "off"))
+    done = subprocess.run(
+        [sys.executable, "-m", "hems_rules.cli", "simulate", str(scenario)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "FAILED wrong.yaml: expect[0] at 5s: heater is on, expected off" in done.stderr
+
+
+def test_a_scenario_with_a_typo_is_refused_with_its_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "typo.yaml"
+    scenario.write_text(SCENARIO.replace("EXPECTED", "on").replace("timeline:", "timelime:"))
+    assert main(["simulate", str(scenario)]) == 2
+    assert "typo.yaml:5:1: timelime: unknown key 'timelime'" in capsys.readouterr().err
+
+
+def test_simulate_with_a_rules_directory(tmp_path: Path) -> None:
+    scenario = tmp_path / "day.yaml"
+    scenario.write_text(
+        "timeline:\n  - at: 0s\n    system: {/Ac/PvOnGrid/L1/Power: 5000, /Ac/PvOnGrid/L2/Power: 5000,"
+        " /Ac/PvOnGrid/L3/Power: 5000, /Ac/Consumption/L1/Power: 300, /Ac/Consumption/L2/Power: 300,"
+        " /Ac/Consumption/L3/Power: 300, /Dc/Battery/Soc: 99}\n"
+        "    variables: {tank_temp: 50, rod_temp: 50}\n"
+        "expect:\n  - at: 50s\n    state: {pool_filter: on, heater_l1: on, heater_l2: on}\n"
+    )
+    assert main(["simulate", str(scenario), "--rules", str(REPO / "rules")]) == 0
