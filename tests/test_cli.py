@@ -83,10 +83,14 @@ def test_a_scenario_with_a_typo_is_refused_with_its_place(
 
 def test_simulate_with_a_rules_directory(tmp_path: Path) -> None:
     scenario = tmp_path / "day.yaml"
+    phases = ("L1", "L2", "L3")
+    system = ", ".join(
+        [f"/Ac/PvOnGrid/{p}/Power: 5000" for p in phases]
+        + [f"/Ac/Consumption/{p}/Power: 300" for p in phases]
+        + ["/Dc/Battery/Soc: 99"]
+    )
     scenario.write_text(
-        "timeline:\n  - at: 0s\n    system: {/Ac/PvOnGrid/L1/Power: 5000, /Ac/PvOnGrid/L2/Power: 5000,"
-        " /Ac/PvOnGrid/L3/Power: 5000, /Ac/Consumption/L1/Power: 300, /Ac/Consumption/L2/Power: 300,"
-        " /Ac/Consumption/L3/Power: 300, /Dc/Battery/Soc: 99}\n"
+        f"timeline:\n  - at: 0s\n    system: {{{system}}}\n"
         "    variables: {tank_temp: 50, rod_temp: 50}\n"
         "expect:\n  - at: 50s\n    state: {pool_filter: on, heater_l1: on, heater_l2: on}\n"
     )
