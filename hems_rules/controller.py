@@ -8,34 +8,15 @@ released like any other (switched off once unless it says keep).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
 from hems_rules.engine import decide
 from hems_rules.model import Decision, EngineState, Plan, Snapshot
+from hems_rules.ruleset.changes import RulesChange, compare
 from hems_rules.ruleset.rules import RuleSet
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RulesChange:
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    changed: tuple[str, ...]
-
-    def __str__(self) -> str:
-        parts = [
-            f"{label} {', '.join(ids)}"
-            for label, ids in (
-                ("added", self.added),
-                ("removed", self.removed),
-                ("changed", self.changed),
-            )
-            if ids
-        ]
-        return "; ".join(parts) or "no consumer changed"
 
 
 class Controller:
@@ -51,11 +32,7 @@ class Controller:
         """Use new rules from the next cycle on; the removed consumers are released."""
         old = {c.id: c for c in self.rules.consumers}
         new = {c.id: c for c in rules.consumers}
-        change = RulesChange(
-            added=tuple(i for i in new if i not in old),
-            removed=tuple(i for i in old if i not in new),
-            changed=tuple(i for i in new if i in old and new[i] != old[i]),
-        )
+        change = compare(self.rules, rules)
         for consumer_id in change.removed:
             remembered = self.state.consumers.get(consumer_id)
             if (

@@ -8,13 +8,13 @@ so a live cycle, a simulated one and a property test are the same computation.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from types import MappingProxyType
 
 from hems_rules.errors import ExpressionError
-from hems_rules.expressions import Expression, compile_expression
+from hems_rules.expressions import Evaluation, Expression, compile_expression
 from hems_rules.model import (
     UNAVAILABLE,
     ConsumerState,
@@ -188,10 +188,16 @@ class _Cycle:
         command = None
         if on != state.on:
             command = on
-            state = replace(
-                state, on=on, switched_at=self.t, awaiting=True, starts=state.starts + int(on)
+            state = state._replace(
+                on=on,
+                switched_at=self.t,
+                awaiting=True,
+                starts=state.starts + int(on),
+                pending_since=pending_since,
             )
-        self.states[consumer.id] = replace(state, pending_since=pending_since)
+        elif state.pending_since != pending_since:
+            state = state._replace(pending_since=pending_since)
+        self.states[consumer.id] = state
         self.decisions[consumer.id] = Decision(
             consumer.id, "on" if on else "off", True, code, reason, command, power if on else 0.0
         )
@@ -344,26 +350,34 @@ def _observe(
     prev: ConsumerState, fact: DeviceFact, t: float, today: date
 ) -> tuple[ConsumerState, str | None]:
     """Fold the relay's report into the remembered state; facts win over intentions."""
-    state = prev if prev.day == today else replace(prev, starts=0, day=today)
+    state = prev if prev.day == today else prev._replace(starts=0, day=today)
     if not prev.available:
         rejoined = f"rejoined {'on' if fact.on else 'off'}"
-        return replace(state, on=fact.on, switched_at=t, awaiting=False, available=True), rejoined
+        return state._replace(on=fact.on, switched_at=t, awaiting=False, available=True), rejoined
     if fact.on == state.on:
-        return replace(state, awaiting=False), None
+        return (state._replace(awaiting=False) if state.awaiting else state), None
     if state.awaiting and state.switched_at is not None and t - state.switched_at < COMMAND_TIMEOUT:
         return state, None
     note = "did not switch" if state.awaiting else "switched outside hems-rules"
-    return replace(state, on=fact.on, switched_at=t, awaiting=False), note
+    return state._replace(on=fact.on, switched_at=t, awaiting=False), note
 
 
-def _control(consumer: Consumer, snapshot: Snapshot) -> str | None:
-    """Why a consumer is not under control, or None when it is."""
+def _control(
+    consumer: Consumer, snapshot: Snapshot, conditions: dict[str, Evaluation]
+) -> str | None:
+    """Why a consumer is not under control, or None when it is.
+
+    `conditions` memoises results within a cycle: consumers often share a condition.
+    """
     if snapshot.settings.mode != 1:
         return "Mode is 0"
     if snapshot.auto.get(consumer.id, 1) != 1:
         return "Auto is 0"
     if consumer.auto_when is not None:
-        result = consumer.auto_when.evaluate(snapshot.variables)
+        source = consumer.auto_when.source
+        result = conditions.get(source)
+        if result is None:
+            result = conditions[source] = consumer.auto_when.evaluate(snapshot.variables)
         if result.value is None:
             return f"auto_when {consumer.auto_when.source!r}: {result.error}"
         if not result.value:
@@ -382,7 +396,7 @@ def _release(
 ) -> None:
     """A consumer outside control: switched off once when it leaves, then left alone."""
     if state.controlled and state.on and not consumer.release_keeps:
-        state = replace(state, on=False, switched_at=cycle.t, awaiting=True)
+        state = state._replace(on=False, switched_at=cycle.t, awaiting=True)
         reason = f"released, switched off: {why}"
         decision = Decision(consumer.id, "off", False, "released", reason, False)
     else:
@@ -391,7 +405,7 @@ def _release(
         decision = Decision(
             consumer.id, "on" if state.on else "off", False, code, f"not controlled: {why}{extra}"
         )
-    cycle.states[consumer.id] = replace(state, controlled=False, pending_since=None)
+    cycle.states[consumer.id] = state._replace(controlled=False, pending_since=None)
     cycle.decisions[consumer.id] = decision
 
 
@@ -405,24 +419,27 @@ def decide(
     phases = rules.site.phase_names
 
     controlled: list[_Controlled] = []
+    conditions: dict[str, Evaluation] = {}
     own_load = dict.fromkeys(PHASES, 0.0)
     for consumer in rules.consumers:
         prev = state.consumers.get(consumer.id, ConsumerState())
         fact = snapshot.devices.get(consumer.id, UNAVAILABLE)
         if not fact.available:
-            cycle.states[consumer.id] = replace(prev, available=False, pending_since=None)
+            cycle.states[consumer.id] = prev._replace(available=False, pending_since=None)
             reason = "unavailable: the relay does not answer"
             decision = Decision(consumer.id, "unavailable", prev.controlled, "unavailable", reason)
             cycle.decisions[consumer.id] = decision
             continue
         current, note = _observe(prev, fact, t, today)
-        why_not = _control(consumer, snapshot)
+        why_not = _control(consumer, snapshot, conditions)
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):
             for phase, watts in consumer.shares(cycle.draw(consumer, fact)):
                 own_load[phase] += watts
         if why_not is None:
-            controlled.append(_Controlled(consumer, replace(current, controlled=True), fact))
+            if not current.controlled:
+                current = current._replace(controlled=True)
+            controlled.append(_Controlled(consumer, current, fact))
         else:
             _release(cycle, consumer, current, why_not, note)
 

@@ -249,14 +249,26 @@ def _apply(plant: Plant, controller: Controller, step: Step) -> None:
         plant.rules = step.rules
 
 
+Driver = Callable[[float, Plant], None]
+
+
 def run_scenario(
-    scenario: Scenario, on_change: Callable[[float, Decision], None] | None = None
+    scenario: Scenario,
+    on_change: Callable[[float, Decision], None] | None = None,
+    driver: Driver | None = None,
+    until: float | None = None,
 ) -> Outcome:
-    """Run a scenario to its last step or expectation; the outcome lists failed expectations."""
+    """Run a scenario to its last step or expectation (or `until`).
+
+    A `driver` changes the world once per simulated second, before the timeline's steps.
+    The outcome lists the expectations that failed.
+    """
     plant = Plant(rules=scenario.rules, settings=scenario.settings)
     controller = Controller(scenario.rules)
     outcome = Outcome()
     end = max([s.at for s in scenario.steps] + [e.at for e in scenario.expectations] + [0.0])
+    if until is not None:
+        end = until
     # Events at one time run in this order: changes, cycles, then expectations.
     queue: list[tuple[float, int, int, Any]] = []
     sequence = 0
@@ -271,13 +283,19 @@ def run_scenario(
     for expectation in scenario.expectations:
         push(expectation.at, 2, expectation)
     push(0.0, 1, "tick")
+    if driver is not None:
+        push(0.0, -1)
     cycle_due: set[float] = set()
     while queue:
         at, kind, _, payload = heapq.heappop(queue)
         if at > end + 1e-9:
             break
-        if kind == 0:
-            _apply(plant, controller, payload)
+        if kind <= 0:
+            if kind < 0 and driver is not None:
+                driver(at, plant)
+                push(at + 1.0, -1)
+            else:
+                _apply(plant, controller, payload)
             if round(at + DEBOUNCE, 6) not in cycle_due:
                 cycle_due.add(round(at + DEBOUNCE, 6))
                 push(at + DEBOUNCE, 1, "change")

@@ -1,0 +1,123 @@
+"""An accelerated solar day for the demo and the benchmarks.
+
+A deterministic world: a PV bell curve with passing clouds (seeded), a household load
+with kettle and oven spikes, a battery whose SOC follows what is left after the loads,
+and a hot-water tank that the heating rods warm up. It drives a Plant once per
+simulated second, so the engine sees what it would see on a GX.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from hems_rules.ruleset.rules import PHASES
+from hems_rules.sim.plant import Plant
+
+_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class Cloud:
+    start: float
+    length: float
+    depth: float  # fraction of PV it removes at its darkest
+
+
+@dataclass(frozen=True)
+class Spike:
+    start: float
+    length: float
+    watts: float
+    phase: str
+
+
+@dataclass
+class SolarDay:
+    """The world of one day; `apply(t, plant)` sets the GX's readings for second `t`."""
+
+    ac_pv_peak: float = 6000.0  # W over all phases, PV inverters on the grid side
+    dc_pv_peak: float = 4000.0  # W, MPPT solar chargers
+    sunrise_h: float = 6.0
+    sunset_h: float = 20.5
+    start_h: float = 0.0  # time of day at t = 0
+    house_base: float = 220.0  # W per phase
+    battery_wh: float = 10000.0
+    max_charge: float = 5000.0
+    soc: float = 30.0
+    tank_temp: float = 42.0
+    tank_wh_per_k: float = 348.0  # 300 l of water
+    tank_heaters: tuple[str, ...] = ("heater_l1", "heater_l2", "heater_l3")
+    seed: int = 7
+    clouds: list[Cloud] = field(default_factory=list)
+    spikes: list[Spike] = field(default_factory=list)
+    _last_t: float | None = None
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        self.clouds = [
+            Cloud(rng.uniform(7, 19) * _HOUR, rng.uniform(60, 900), rng.uniform(0.3, 0.8))
+            for _ in range(14)
+        ]
+        self.spikes = [
+            Spike(rng.uniform(6, 22) * _HOUR, rng.uniform(120, 600), w, rng.choice(PHASES))
+            for w in (2000, 2000, 2000, 2500, 3000, 1500, 1200)
+        ]
+
+    def hour(self, t: float) -> float:
+        return (self.start_h + t / _HOUR) % 24
+
+    def sun(self, t: float) -> float:
+        """0..1: the clear-sky PV fraction at `t`, times the clouds passing."""
+        h = self.hour(t)
+        if not self.sunrise_h < h < self.sunset_h:
+            return 0.0
+        clear = math.sin(math.pi * (h - self.sunrise_h) / (self.sunset_h - self.sunrise_h)) ** 1.5
+        seconds = h * _HOUR
+        shade = 1.0
+        for cloud in self.clouds:
+            into = seconds - cloud.start
+            if 0 <= into <= cloud.length:
+                shade *= 1 - cloud.depth * math.sin(math.pi * into / cloud.length)
+        return float(clear * shade)
+
+    def house(self, t: float, phase: str) -> float:
+        seconds = self.hour(t) * _HOUR
+        load = self.house_base
+        for spike in self.spikes:
+            if spike.phase == phase and 0 <= seconds - spike.start <= spike.length:
+                load += spike.watts
+        return load
+
+    def apply(self, t: float, plant: Plant) -> None:
+        """Set every reading for second `t` and advance the battery and the tank."""
+        dt = 0.0 if self._last_t is None else t - self._last_t
+        self._last_t = t
+        sun = self.sun(t)
+        values: dict[str, float | str | None] = {"/Dc/Pv/Power": round(self.dc_pv_peak * sun, 1)}
+        for phase in PHASES:
+            values[f"/Ac/PvOnGrid/{phase}/Power"] = round(self.ac_pv_peak * sun / 3, 1)
+            values[f"/Ac/Consumption/{phase}/Power"] = round(self.house(t, phase), 1)
+        plant.update_system(values)
+        measured = plant.snapshot(t).system
+        ac_pv = sum(measured.get(f"/Ac/PvOnGrid/{p}/Power") or 0.0 for p in PHASES)
+        used = sum(measured.get(f"/Ac/Consumption/{p}/Power") or 0.0 for p in PHASES)
+        battery = ac_pv + self.dc_pv_peak * sun * 0.925 - used
+        room = (100.0 - self.soc) / 100 * self.battery_wh * _HOUR / max(dt, 1.0)
+        battery = min(battery, self.max_charge, room)
+        if self.soc <= 10:
+            battery = max(battery, 0.0)
+        self.soc = min(100.0, max(0.0, self.soc + battery * dt / _HOUR / self.battery_wh * 100))
+        heating = sum(
+            plant.relay(c.id).draw(c.power)
+            for c in plant.rules.consumers
+            if c.id in self.tank_heaters
+        )
+        self.tank_temp += (heating * dt / _HOUR) / self.tank_wh_per_k - 0.5 * dt / _HOUR
+        plant.update_system(
+            {"/Dc/Battery/Soc": round(self.soc, 2), "/Dc/Battery/Power": round(battery, 1)}
+        )
+        plant.set_variable("tank_temp", round(self.tank_temp, 2), t)
+        rod = self.tank_temp + (15.0 if plant.relay("heater_l1").on else 0.0)
+        plant.set_variable("rod_temp", round(rod, 2), t)
