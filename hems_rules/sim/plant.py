@@ -2,19 +2,19 @@
 
 A timeline gives consumption without the managed loads; the plant adds what each
 emulated relay draws, as a real meter would. Emulated relays switch at once, report
-their draw while on, and lose their output when they go offline (power cut).
+their draw while on, and lose their output when they go offline (power cut). Everything
+else lands in the same Inputs store the live loop uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
+from hems_rules.inputs import Inputs, SystemValue
 from hems_rules.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
 from hems_rules.ruleset.rules import DbusSource, RuleSet
 
-SYSTEM = "com.victronenergy.system"
 SETTINGS = "com.victronenergy.settings"
 HUB4_MODE = "/Settings/CGwacs/Hub4Mode"
 
@@ -36,84 +36,76 @@ class EmulatedRelay:
         return nominal if self.power is None else self.power
 
 
+def _number(value: SystemValue) -> float | None:
+    return value if isinstance(value, (int, float)) else None
+
+
 @dataclass
 class Plant:
     rules: RuleSet
-    system: dict[str, float | str | None] = field(default_factory=dict)
-    system_present: bool = True
-    dbus: dict[str, dict[str, float | str | None]] = field(default_factory=dict)
     settings: Settings = field(default_factory=lambda: Settings(mode=1))
-    variables: dict[str, float | None] = field(default_factory=dict)
-    variable_times: dict[str, float] = field(default_factory=dict)
-    auto: dict[str, int] = field(default_factory=dict)
     relays: dict[str, EmulatedRelay] = field(default_factory=dict)
+    dbus: dict[str, dict[str, SystemValue]] = field(default_factory=dict)
+    inputs: Inputs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inputs = Inputs(self.rules, self.settings)
+        self.inputs.system_present = True
+
+    def use_rules(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.inputs.rules = rules
 
     def relay(self, consumer_id: str) -> EmulatedRelay:
         return self.relays.setdefault(consumer_id, EmulatedRelay())
-
-    def set_variable(self, name: str, value: float | None, t: float) -> None:
-        self.variables[name] = value
-        self.variable_times[name] = t
-
-    def update_system(self, values: Mapping[str, float | str | None] | None) -> None:
-        """New values from com.victronenergy.system; None: the service vanished."""
-        if values is None:
-            self.system.clear()
-            self.system_present = False
-        else:
-            self.system.update(values)
-            self.system_present = True
 
     def switch(self, consumer_id: str, on: bool) -> None:
         relay = self.relay(consumer_id)
         if relay.online:
             relay.on = on
 
-    def _measured_system(self) -> dict[str, float | None]:
-        values = {k: v for k, v in self.system.items() if not isinstance(v, str)}
-        for consumer in self.rules.consumers:
-            draw = self.relay(consumer.id).draw(consumer.power)
-            for phase, watts in consumer.shares(draw):
-                key = f"/Ac/Consumption/{phase}/Power"
-                if values.get(key) is not None and watts:
-                    values[key] = (values[key] or 0.0) + watts
-        return values
+    def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
+        self.inputs.update_system(values)
 
-    def _variable(self, name: str, t: float) -> float | None:
-        variable = self.rules.variables.get(name)
-        if variable is not None and isinstance(variable.source, DbusSource):
+    def set_variable(self, name: str, value: float | None, t: float) -> None:
+        self.inputs.set_variable(name, value, t)
+
+    def update_dbus(self, service: str, values: Mapping[str, SystemValue], t: float) -> None:
+        """Values of any other D-Bus service: dbus variables, the BMS, Hub4Mode."""
+        self.dbus.setdefault(service, {}).update(values)
+        for name, variable in self.rules.variables.items():
             source = variable.source
-            value = self.dbus.get(source.service, {}).get(source.path)
-            if name not in self.variables and not isinstance(value, str):
-                return value
-        value = self.variables.get(name)
-        stale_after = variable.source.stale_after if variable is not None else None
-        if stale_after is not None and t - self.variable_times.get(name, t) > stale_after:
-            return None
-        return value
+            if (
+                isinstance(source, DbusSource)
+                and source.service == service
+                and source.path in values
+            ):
+                self.inputs.set_variable(name, _number(values[source.path]), t)
+        bms = self._bms()
+        self.inputs.set_battery_limits(
+            _number(bms.get("/Info/MaxChargeCurrent")), _number(bms.get("/Info/MaxChargeVoltage"))
+        )
+        hub4 = _number(self.dbus.get(SETTINGS, {}).get(HUB4_MODE))
+        self.inputs.set_hub4_mode(None if hub4 is None else int(hub4))
 
-    def _bms(self) -> Mapping[str, float | str | None]:
-        active = self.system.get("/ActiveBmsService")
+    def _bms(self) -> Mapping[str, SystemValue]:
+        """The active BMS's values; the only battery service when none is named."""
+        active = self.inputs.system.get("/ActiveBmsService")
         if isinstance(active, str):
             return self.dbus.get(active, {})
         batteries = [s for s in self.dbus if s.startswith("com.victronenergy.battery.")]
         return self.dbus[batteries[0]] if len(batteries) == 1 else {}
 
     def snapshot(self, t: float) -> Snapshot:
-        bms = self._bms()
-        current, voltage = bms.get("/Info/MaxChargeCurrent"), bms.get("/Info/MaxChargeVoltage")
-        hub4 = self.dbus.get(SETTINGS, {}).get(HUB4_MODE)
-        names = set(self.rules.variables) | set(self.variables)
-        return Snapshot(
-            system=MappingProxyType(self._measured_system()),
-            system_present=self.system_present,
-            settings=self.settings,
-            variables=MappingProxyType({n: self._variable(n, t) for n in names}),
-            auto=MappingProxyType(dict(self.auto)),
-            devices=MappingProxyType(
-                {c.id: self.relay(c.id).fact(c.power) for c in self.rules.consumers}
-            ),
-            max_charge_current=current if isinstance(current, (int, float)) else None,
-            max_charge_voltage=voltage if isinstance(voltage, (int, float)) else None,
-            hub4_mode=int(hub4) if isinstance(hub4, (int, float)) else None,
-        )
+        """What the GX shows at `t`: the meters include what the relays draw."""
+        metered: dict[str, float] = {}
+        for consumer in self.rules.consumers:
+            relay = self.relay(consumer.id)
+            self.inputs.set_device(consumer.id, relay.fact(consumer.power))
+            draw = relay.draw(consumer.power)
+            for phase, watts in consumer.shares(draw):
+                key = f"/Ac/Consumption/{phase}/Power"
+                base = _number(self.inputs.system.get(key))
+                if base is not None and watts:
+                    metered[key] = metered.get(key, base) + watts
+        return self.inputs.snapshot(t, metered)

@@ -226,16 +226,21 @@ def _check(expectation: Expectation, plan: Plan | None, plant: Plant) -> list[Fa
 
 def _apply(plant: Plant, controller: Controller, step: Step) -> None:
     body = step.body
+    inputs = plant.inputs
+    if step.rules is not None:
+        controller.swap_rules(step.rules)
+        plant.use_rules(step.rules)
     if "system" in body:
         plant.update_system(body["system"])
     for service, values in (body.get("dbus") or {}).items():
-        plant.dbus.setdefault(service, {}).update(values)
+        plant.update_dbus(service, values, step.at)
     for name, value in (body.get("variables") or {}).items():
-        plant.set_variable(name, value, step.at)
+        inputs.set_variable(name, value, step.at)
     if "settings" in body:
-        plant.settings = _settings(plant.settings, body["settings"], f"timeline at {step.at:g}s")
+        where = f"timeline at {step.at:g}s"
+        inputs.set_settings(_settings(inputs.settings, body["settings"], where))
     for consumer_id, value in (body.get("auto") or {}).items():
-        plant.auto[consumer_id] = int(value)
+        inputs.set_auto(consumer_id, int(value))
     for consumer_id, spec in (body.get("devices") or {}).items():
         relay = plant.relay(consumer_id)
         if "offline" in spec:
@@ -244,9 +249,6 @@ def _apply(plant: Plant, controller: Controller, step: Step) -> None:
                 relay.on = False
         if "power" in spec:
             relay.power = spec["power"]
-    if step.rules is not None:
-        controller.swap_rules(step.rules)
-        plant.rules = step.rules
 
 
 Driver = Callable[[float, Plant], None]
