@@ -17,6 +17,7 @@ from hems_rules.shelly_rpc import (
     ShellyRpc,
 )
 from hems_rules.sim.shelly_emulator import EmulatedShelly
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -112,6 +113,4 @@ async def test_toggle_after_flips_back_on_the_device(session: aiohttp.ClientSess
         rpc = ShellyRpc(session, "127.0.0.1", device.port)
         await rpc.call("Switch.Set", {"id": 0, "on": True, "toggle_after": 0.2})
         assert device.switches[0].output
-        from tests.conftest import wait_until
-
         await wait_until(lambda: not device.switches[0].output, timeout=3, what="toggle_after")
