@@ -6,6 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from hems_rules.ruleset import RuleSet, compile_documents
+from hems_rules.ruleset.yamldoc import parse_yaml
+
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
     """Wait for a condition, polling the event loop; fail with `what` after `timeout` s."""
@@ -14,3 +17,10 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         await asyncio.sleep(0.01)
+
+
+def rules_from(text: str, file: str = "test.yaml") -> RuleSet:
+    """A RuleSet from YAML text, through the real loader."""
+    doc, problems = parse_yaml(file, text)
+    assert doc is not None, problems
+    return compile_documents([doc], problems)

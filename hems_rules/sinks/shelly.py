@@ -1,0 +1,217 @@
+"""Shelly relays: carry out the engine's commands and report what the relays really do.
+
+One worker per consumer polls its switch channel, sends commands with a read-back,
+keeps an optional `toggle_after` dead-man alive, and reports a DeviceFact after every
+exchange. A device that stops answering is reported unavailable (logged once) and
+rejoins when it answers (logged once). Workers are independent tasks, so one slow or
+dead Shelly never delays another or the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+
+import aiohttp
+
+from hems_rules.model import UNAVAILABLE, DeviceFact
+from hems_rules.ruleset.rules import Consumer, ShellyEndpoint
+from hems_rules.shelly_rpc import ShellyError, ShellyRpc
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[str, DeviceFact], None]
+Address = Callable[[ShellyEndpoint], tuple[str, int]]
+
+
+def _direct(endpoint: ShellyEndpoint) -> tuple[str, int]:
+    return endpoint.host, endpoint.port
+
+
+class ShellyRelay:
+    """One consumer's switch channel."""
+
+    def __init__(
+        self, consumer: Consumer, rpc: ShellyRpc, report: Report, poll_interval: float
+    ) -> None:
+        self.consumer = consumer
+        self._rpc = rpc
+        self._report = report
+        self._interval = poll_interval
+        self._wanted: bool | None = None
+        self._wake = asyncio.Event()
+        self._available: bool | None = None
+        self._measured = False  # has a power reading arrived since the last switch?
+        self._asserted_at = 0.0
+        self.commands_sent = 0
+
+    def command(self, on: bool) -> None:
+        self._wanted = on
+        self._wake.set()
+
+    @property
+    def pending(self) -> bool:
+        return self._wanted is not None
+
+    async def finish(self) -> None:
+        """One last exchange: deliver a pending command (a release) and stop."""
+        await self._exchange()
+
+    async def switch_off_now(self) -> None:
+        """Switch off at once, outside the polling rhythm (for shutdown releases)."""
+        await self._rpc.call("Switch.Set", {"id": self.consumer.shelly.switch, "on": False})
+        log.info("%s switched off on shutdown", self.consumer.id)
+
+    async def run(self) -> None:
+        while True:
+            await self._exchange()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._next_wait())
+            self._wake.clear()
+
+    def _next_wait(self) -> float:
+        toggle_after = self.consumer.shelly.toggle_after
+        if toggle_after is None or not self._asserted_at:
+            return self._interval
+        due = self._asserted_at + toggle_after / 2 - time.monotonic()
+        return max(0.05, min(self._interval, due))
+
+    async def _exchange(self) -> None:
+        channel = self.consumer.shelly.switch
+        try:
+            await self._send(channel)
+            status = await self._rpc.call("Switch.GetStatus", {"id": channel})
+        except ShellyError as err:
+            self._wanted = None
+            self._asserted_at = 0.0
+            if self._available is not False:
+                log.warning("%s unavailable: %s", self.consumer.id, err)
+            self._available = False
+            self._report(self.consumer.id, UNAVAILABLE)
+            return
+        if self._available is False:
+            log.info("%s answers again (%s)", self.consumer.id, self._rpc.address)
+        self._available = True
+        on = bool(status.get("output"))
+        apower = status.get("apower")
+        power = None
+        if self._measured and on and isinstance(apower, (int, float)) and apower >= 0:
+            power = float(apower)
+        self._measured = True
+        if not on:
+            self._asserted_at = 0.0
+        self._report(self.consumer.id, DeviceFact(on=on, power=power))
+
+    async def _send(self, channel: int) -> None:
+        toggle_after = self.consumer.shelly.toggle_after
+        refresh = (
+            toggle_after is not None
+            and self._asserted_at
+            and time.monotonic() - self._asserted_at >= toggle_after / 2
+        )
+        wanted = self._wanted
+        if wanted is None and not refresh:
+            return
+        on = True if wanted is None else wanted
+        params: dict[str, object] = {"id": channel, "on": on}
+        if on and toggle_after is not None:
+            params["toggle_after"] = toggle_after
+        await self._rpc.call("Switch.Set", params)
+        self.commands_sent += 1
+        self._asserted_at = time.monotonic() if on and toggle_after is not None else 0.0
+        if wanted is not None:
+            log.info("%s switched %s", self.consumer.id, "on" if on else "off")
+            self._measured = False
+        self._wanted = None
+
+
+class ShellyRelays:
+    """Every consumer's relay worker (an async context manager owning the HTTP session)."""
+
+    def __init__(
+        self,
+        report: Report,
+        poll_interval: float = 5.0,
+        timeout: float = 4.0,
+        address: Address = _direct,
+    ) -> None:
+        self._report = report
+        self._interval = poll_interval
+        self._timeout = timeout
+        self._address = address
+        self._session: aiohttp.ClientSession | None = None
+        self._workers: dict[str, tuple[ShellyRelay, asyncio.Task[None]]] = {}
+        self._finishing: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> ShellyRelays:
+        self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop(list(self._workers))
+        await asyncio.gather(*self._finishing, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def relay(self, consumer_id: str) -> ShellyRelay:
+        return self._workers[consumer_id][0]
+
+    def sync(self, consumers: Iterable[Consumer]) -> None:
+        """Start workers for new or changed consumers; stop those no longer in the rules."""
+        assert self._session is not None, "use ShellyRelays as an async context manager"
+        wanted = {c.id: c for c in consumers}
+        gone = [i for i, (w, _) in self._workers.items() if wanted.get(i) != w.consumer]
+        for consumer_id in gone:
+            worker, task = self._workers.pop(consumer_id)
+            task.cancel()
+            if worker.pending:
+                finishing = asyncio.create_task(worker.finish(), name=f"shelly-{consumer_id}-last")
+                self._finishing.add(finishing)
+                finishing.add_done_callback(self._finishing.discard)
+        for consumer_id, consumer in wanted.items():
+            if consumer_id in self._workers:
+                continue
+            host, port = self._address(consumer.shelly)
+            rpc = ShellyRpc(
+                self._session,
+                host,
+                port,
+                user=consumer.shelly.user,
+                password=consumer.shelly.password,
+                timeout=self._timeout,
+            )
+            worker = ShellyRelay(consumer, rpc, self._report, self._interval)
+            task = asyncio.create_task(worker.run(), name=f"shelly-{consumer_id}")
+            self._workers[consumer_id] = (worker, task)
+
+    def command(self, consumer_id: str, on: bool) -> None:
+        entry = self._workers.get(consumer_id)
+        if entry is None:
+            log.warning("no relay for %s; command %s dropped", consumer_id, on)
+            return
+        entry[0].command(on)
+
+    async def switch_off(self, consumer_ids: Iterable[str]) -> None:
+        """Switch relays off now and wait for the answers (bounded by the RPC timeout)."""
+        workers = [self._workers[i][0] for i in consumer_ids if i in self._workers]
+        results = await asyncio.gather(
+            *(w.switch_off_now() for w in workers), return_exceptions=True
+        )
+        for worker, result in zip(workers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("%s could not be switched off: %s", worker.consumer.id, result)
+
+    async def _stop(self, consumer_ids: list[str]) -> None:
+        tasks = [self._workers.pop(i)[1] for i in consumer_ids if i in self._workers]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

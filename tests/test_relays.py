@@ -1,0 +1,161 @@
+"""The loop driving real HTTP relays on the emulator: commands, faults, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from hems_rules.controller import Controller
+from hems_rules.inputs import Inputs
+from hems_rules.loop import EngineLoop
+from hems_rules.model import Settings
+from hems_rules.ruleset import RuleSet
+from hems_rules.ruleset.rules import ShellyEndpoint
+from hems_rules.sim.shelly_emulator import EmulatedShelly
+from hems_rules.sinks.shelly import ShellyRelays
+from tests.conftest import rules_from, wait_until
+
+RULES = """\
+site: {phases: 1, battery_reservation: 0, loop_interval: 0.2s}
+consumers:
+  - {id: h1, shelly: {host: h1.invalid, port: PORT1}, power: 1000, priority: 10}
+  - {id: h2, shelly: {host: h2.invalid, port: PORT2}, power: 1000, priority: 20}
+"""
+
+
+HOUSE = 500.0
+
+
+def surplus(inputs: Inputs, watts: float) -> None:
+    """PV that leaves `watts` over the house load before any managed consumer runs."""
+    inputs.update_system({"/Ac/PvOnGrid/L1/Power": watts + HOUSE})
+
+
+async def meter(inputs: Inputs, devices: dict[str, EmulatedShelly]) -> None:
+    """Consumption as a meter reads it: the house plus whatever the relays draw."""
+    while True:
+        drawn = sum(s.load for d in devices.values() if d.running for s in d.switches if s.output)
+        inputs.update_system({"/Ac/Consumption/L1/Power": HOUSE + drawn})
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running(
+    rules: RuleSet, devices: dict[str, EmulatedShelly], poll: float = 0.2
+) -> AsyncIterator[tuple[Inputs, EngineLoop, ShellyRelays]]:
+    """The loop and relay workers, each consumer's host mapped to its emulator on loopback."""
+    inputs = Inputs(rules, Settings(mode=1))
+    ports = {d.port: d for d in devices.values()}
+
+    def loopback(endpoint: ShellyEndpoint) -> tuple[str, int]:
+        assert endpoint.port in ports
+        return "127.0.0.1", endpoint.port
+
+    async with ShellyRelays(inputs.set_device, poll, timeout=0.5, address=loopback) as relays:
+        relays.sync(rules.consumers)
+        loop = EngineLoop(Controller(rules), inputs, relays)
+        tasks = [asyncio.create_task(loop.run()), asyncio.create_task(meter(inputs, devices))]
+        try:
+            yield inputs, loop, relays
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@asynccontextmanager
+async def two_devices() -> AsyncIterator[tuple[RuleSet, EmulatedShelly, EmulatedShelly]]:
+    async with EmulatedShelly() as one, EmulatedShelly() as two:
+        text = RULES.replace("PORT1", str(one.port)).replace("PORT2", str(two.port))
+        yield rules_from(text), one, two
+
+
+def state(loop: EngineLoop, consumer_id: str) -> str:
+    plan = loop.controller.plan
+    return plan.decision(consumer_id).state if plan else "none"
+
+
+Check = Callable[[], Awaitable[None]]
+
+
+async def test_surplus_switches_the_emulated_relay_and_reads_it_back() -> None:
+    async with (
+        two_devices() as (rules, one, two),
+        running(rules, {"h1": one, "h2": two}) as (
+            inputs,
+            loop,
+            _,
+        ),
+    ):
+        surplus(inputs, 1500)
+        await wait_until(lambda: one.switches[0].output, what="h1 switched on at the device")
+        await wait_until(lambda: inputs.devices["h1"].on, what="the read-back")
+        assert not two.switches[0].output
+        assert ("Switch.Set", {"id": 0, "on": True}) in one.calls
+        surplus(inputs, 2500)
+        await wait_until(lambda: two.switches[0].output, what="h2 on")
+        assert state(loop, "h1") == "on"
+
+
+async def test_a_dead_shelly_is_unavailable_and_rejoins_after_a_power_cut() -> None:
+    async with (
+        two_devices() as (rules, one, two),
+        running(rules, {"h1": one, "h2": two}) as (
+            inputs,
+            loop,
+            _,
+        ),
+    ):
+        surplus(inputs, 1500)
+        await wait_until(lambda: one.switches[0].output and state(loop, "h1") == "on")
+        one.power_cut()
+        await one.stop()
+        await wait_until(lambda: state(loop, "h1") == "unavailable", what="h1 unavailable")
+        await wait_until(lambda: two.switches[0].output, what="h2 takes the power")
+        await one.start()
+        await wait_until(lambda: state(loop, "h1") == "on", timeout=8, what="h1 rejoins")
+        await wait_until(lambda: not two.switches[0].output, what="h2 gives way")
+
+
+async def test_a_slow_shelly_does_not_delay_a_fast_one() -> None:
+    async with two_devices() as (rules, slow, fast):
+        slow.delay = 0.4  # under the 0.5 s timeout: slow, not dead
+        async with running(rules, {"h1": slow, "h2": fast}) as (inputs, loop, _):
+            await wait_until(lambda: "h1" in inputs.devices, what="first poll of the slow one")
+            surplus(inputs, 2500)
+            await wait_until(lambda: fast.switches[0].output, timeout=1.0, what="fast switched")
+            await wait_until(lambda: slow.switches[0].output, timeout=5, what="slow switched")
+
+
+async def test_garbage_answers_make_a_device_unavailable_until_it_recovers() -> None:
+    async with (
+        two_devices() as (rules, one, two),
+        running(rules, {"h1": one, "h2": two}) as (
+            inputs,
+            loop,
+            _,
+        ),
+    ):
+        surplus(inputs, 500)
+        await wait_until(lambda: state(loop, "h1") == "off")
+        one.fault = "garbage"
+        await wait_until(lambda: state(loop, "h1") == "unavailable")
+        one.fault = None
+        await wait_until(lambda: state(loop, "h1") == "off", timeout=8)
+
+
+async def test_toggle_after_switches_off_on_its_own_when_hems_dies() -> None:
+    async with EmulatedShelly() as device:
+        rules = rules_from(
+            "site: {phases: 1, battery_reservation: 0, loop_interval: 0.2s}\n"
+            f"consumers:\n  - {{id: h, shelly: {{host: x.invalid, port: {device.port},"
+            " toggle_after: 1s}, power: 1000}\n"
+        )
+        async with running(rules, {"h": device}) as (inputs, _, relays):
+            surplus(inputs, 1500)
+            await wait_until(lambda: device.switches[0].output)
+            sets = lambda: sum(1 for m, _ in device.calls if m == "Switch.Set")  # noqa: E731
+            await wait_until(lambda: sets() >= 3, what="the dead-man re-asserted")
+            assert device.switches[0].output
+        await wait_until(lambda: not device.switches[0].output, timeout=3, what="fell back off")
