@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from hems_rules.controller import Controller
@@ -76,9 +76,6 @@ def state(loop: EngineLoop, consumer_id: str) -> str:
     return plan.decision(consumer_id).state if plan else "none"
 
 
-Check = Callable[[], Awaitable[None]]
-
-
 async def test_surplus_switches_the_emulated_relay_and_reads_it_back() -> None:
     async with (
         two_devices() as (rules, one, two),
@@ -121,7 +118,7 @@ async def test_a_dead_shelly_is_unavailable_and_rejoins_after_a_power_cut() -> N
 async def test_a_slow_shelly_does_not_delay_a_fast_one() -> None:
     async with two_devices() as (rules, slow, fast):
         slow.delay = 0.4  # under the 0.5 s timeout: slow, not dead
-        async with running(rules, {"h1": slow, "h2": fast}) as (inputs, loop, _):
+        async with running(rules, {"h1": slow, "h2": fast}) as (inputs, _, _):
             await wait_until(lambda: "h1" in inputs.devices, what="first poll of the slow one")
             surplus(inputs, 2500)
             await wait_until(lambda: fast.switches[0].output, timeout=1.0, what="fast switched")
@@ -152,10 +149,13 @@ async def test_toggle_after_switches_off_on_its_own_when_hems_dies() -> None:
             f"consumers:\n  - {{id: h, shelly: {{host: x.invalid, port: {device.port},"
             " toggle_after: 1s}, power: 1000}\n"
         )
-        async with running(rules, {"h": device}) as (inputs, _, relays):
+        async with running(rules, {"h": device}) as (inputs, _, _):
             surplus(inputs, 1500)
             await wait_until(lambda: device.switches[0].output)
-            sets = lambda: sum(1 for m, _ in device.calls if m == "Switch.Set")  # noqa: E731
+
+            def sets() -> int:
+                return sum(1 for method, _ in device.calls if method == "Switch.Set")
+
             await wait_until(lambda: sets() >= 3, what="the dead-man re-asserted")
             assert device.switches[0].output
         await wait_until(lambda: not device.switches[0].output, timeout=3, what="fell back off")
