@@ -100,7 +100,8 @@ class EngineLoop:
         while True:
             interval = self.controller.rules.site.loop_interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.inputs.changed.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self.inputs.changed.wait()
                 await asyncio.sleep(self._debounce)
             self.inputs.changed.clear()
             try:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from hems_rules.controller import Controller
-from hems_rules.inputs import Inputs
 from hems_rules.loop import EngineLoop
-from hems_rules.model import Settings
 from hems_rules.ruleset import RuleSet
-from hems_rules.ruleset.rules import ShellyEndpoint
 from hems_rules.sim.shelly_emulator import EmulatedShelly
-from hems_rules.sinks.shelly import ShellyRelays
 from tests.conftest import rules_from, wait_until
+from tests.live import running, surplus
 
 RULES = """\
 site: {phases: 1, battery_reservation: 0, loop_interval: 0.2s}
@@ -22,46 +17,6 @@ consumers:
   - {id: h1, shelly: {host: h1.invalid, port: PORT1}, power: 1000, priority: 10}
   - {id: h2, shelly: {host: h2.invalid, port: PORT2}, power: 1000, priority: 20}
 """
-
-
-HOUSE = 500.0
-
-
-def surplus(inputs: Inputs, watts: float) -> None:
-    """PV that leaves `watts` over the house load before any managed consumer runs."""
-    inputs.update_system({"/Ac/PvOnGrid/L1/Power": watts + HOUSE})
-
-
-async def meter(inputs: Inputs, devices: dict[str, EmulatedShelly]) -> None:
-    """Consumption as a meter reads it: the house plus whatever the relays draw."""
-    while True:
-        drawn = sum(s.load for d in devices.values() if d.running for s in d.switches if s.output)
-        inputs.update_system({"/Ac/Consumption/L1/Power": HOUSE + drawn})
-        await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def running(
-    rules: RuleSet, devices: dict[str, EmulatedShelly], poll: float = 0.2
-) -> AsyncIterator[tuple[Inputs, EngineLoop, ShellyRelays]]:
-    """The loop and relay workers, each consumer's host mapped to its emulator on loopback."""
-    inputs = Inputs(rules, Settings(mode=1))
-    ports = {d.port: d for d in devices.values()}
-
-    def loopback(endpoint: ShellyEndpoint) -> tuple[str, int]:
-        assert endpoint.port in ports
-        return "127.0.0.1", endpoint.port
-
-    async with ShellyRelays(inputs.set_device, poll, timeout=0.5, address=loopback) as relays:
-        relays.sync(rules.consumers)
-        loop = EngineLoop(Controller(rules), inputs, relays)
-        tasks = [asyncio.create_task(loop.run()), asyncio.create_task(meter(inputs, devices))]
-        try:
-            yield inputs, loop, relays
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @asynccontextmanager

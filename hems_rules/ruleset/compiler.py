@@ -16,6 +16,7 @@ from hems_rules.expressions import FUNCTIONS, Expression, compile_expression
 from hems_rules.ruleset import schema
 from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import (
+    AutoWrites,
     Consumer,
     DbusSource,
     HttpSource,
@@ -85,6 +86,9 @@ class _Compiler:
                 port=mqtt.get("port", 1883),
                 username=mqtt.get("username"),
                 password=mqtt.get("password"),
+                auto_writes=AutoWrites(**mqtt["auto_writes"])
+                if mqtt.get("auto_writes") is not None
+                else None,
             )
             if mqtt
             else None,

@@ -99,11 +99,24 @@ class Variable:
 
 
 @dataclass(frozen=True)
+class AutoWrites:
+    """Which MQTT writes to /Devices/<n>/S2/Auto to accept ("+" = any portal id)."""
+
+    portal: str = "+"
+    instance: int = 815
+
+    @property
+    def topic(self) -> str:
+        return f"W/{self.portal}/switch/{self.instance}/Devices/+/S2/Auto"
+
+
+@dataclass(frozen=True)
 class MqttBroker:
     host: str
     port: int = 1883
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    auto_writes: AutoWrites | None = None
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,8 @@ class RulesWatcher:
             self._changed.clear()
             while True:
                 try:
-                    await asyncio.wait_for(self._changed.wait(), self._debounce)
+                    async with asyncio.timeout(self._debounce):
+                        await self._changed.wait()
                 except TimeoutError:
                     break
                 self._changed.clear()

@@ -69,8 +69,10 @@ class ShellyRelay:
     async def run(self) -> None:
         while True:
             await self._exchange()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._next_wait())
+                async with asyncio.timeout(self._next_wait()):
+                    await self._wake.wait()
             self._wake.clear()
 
     def _next_wait(self) -> float:
