@@ -37,7 +37,7 @@ check: $(STAMP)
 	$(BIN)/hems-rules check rules
 
 demo: $(STAMP)
-	$(BIN)/hems-rules demo
+	$(BIN)/hems-rules demo --rules rules
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +12,9 @@ from pathlib import Path
 from hems_rules.errors import HemsError
 from hems_rules.model import Decision
 from hems_rules.ruleset.compiler import load_rules
+from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import RuleSet
+from hems_rules.sim.demo import run_demo
 from hems_rules.sim.scenario import decision_line, load_scenario, run_scenario
 
 
@@ -86,6 +90,19 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if outcome.passed else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return asyncio.run(run_demo(args.rules, args.speed, args.duration))
+    except KeyboardInterrupt:
+        return 0
+    except HemsError as err:
+        print(err, file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hems-rules", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("scenario", type=Path)
     simulate.add_argument("--rules", type=Path, help="rules directory instead of inline rules")
     simulate.set_defaults(handler=_simulate)
+
+    demo = commands.add_parser("demo", help="the appliance on an accelerated solar day")
+    demo.add_argument("--rules", type=Path, default=Path("rules"))
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 60s)")
+    demo.set_defaults(handler=_demo)
     return parser
 
 

@@ -95,3 +95,17 @@ def test_simulate_with_a_rules_directory(tmp_path: Path) -> None:
         "expect:\n  - at: 50s\n    state: {pool_filter: on, heater_l1: on, heater_l2: on}\n"
     )
     assert main(["simulate", str(scenario), "--rules", str(REPO / "rules")]) == 0
+
+
+def test_the_demo_runs_and_ends_cleanly_after_its_duration() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hems_rules.cli", "demo", "--duration", "4s", "--speed", "120"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Pool filter" in done.stdout and "battery reservation" in done.stdout
+    assert "demo ended after" in done.stdout

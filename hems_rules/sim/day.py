@@ -2,20 +2,35 @@
 
 A deterministic world: a PV bell curve with passing clouds (seeded), a household load
 with kettle and oven spikes, a battery whose SOC follows what is left after the loads,
-and a hot-water tank that the heating rods warm up. It drives a Plant once per
-simulated second, so the engine sees what it would see on a GX.
+and a hot-water tank that the heating rods warm up. It drives a World (the
+simulation's Plant, or the demo's simulated GX) once per simulated second, so the
+engine sees what it would see on a GX.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from hems_rules.ruleset.rules import PHASES
-from hems_rules.sim.plant import Plant
+from hems_rules.inputs import SystemValue
+from hems_rules.ruleset.rules import PHASES, RuleSet
 
 _HOUR = 3600.0
+
+
+class World(Protocol):
+    """What the day drives: the simulation's Plant, or the demo's GX and Shellies."""
+
+    rules: RuleSet
+
+    def update_system(self, values: Mapping[str, SystemValue] | None) -> None: ...
+
+    def set_variable(self, name: str, value: float | None, t: float) -> None: ...
+
+    def drawn(self, consumer_id: str) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -90,34 +105,31 @@ class SolarDay:
                 load += spike.watts
         return load
 
-    def apply(self, t: float, plant: Plant) -> None:
+    def apply(self, t: float, world: World) -> None:
         """Set every reading for second `t` and advance the battery and the tank."""
         dt = 0.0 if self._last_t is None else t - self._last_t
         self._last_t = t
         sun = self.sun(t)
-        values: dict[str, float | str | None] = {"/Dc/Pv/Power": round(self.dc_pv_peak * sun, 1)}
+        values: dict[str, SystemValue] = {"/Dc/Pv/Power": round(self.dc_pv_peak * sun, 1)}
+        house = 0.0
         for phase in PHASES:
             values[f"/Ac/PvOnGrid/{phase}/Power"] = round(self.ac_pv_peak * sun / 3, 1)
-            values[f"/Ac/Consumption/{phase}/Power"] = round(self.house(t, phase), 1)
-        plant.update_system(values)
-        measured = plant.snapshot(t).system
-        ac_pv = sum(measured.get(f"/Ac/PvOnGrid/{p}/Power") or 0.0 for p in PHASES)
-        used = sum(measured.get(f"/Ac/Consumption/{p}/Power") or 0.0 for p in PHASES)
-        battery = ac_pv + self.dc_pv_peak * sun * 0.925 - used
+            load = self.house(t, phase)
+            values[f"/Ac/Consumption/{phase}/Power"] = round(load, 1)
+            house += load
+        managed = {c.id: world.drawn(c.id) for c in world.rules.consumers}
+        used = house + sum(managed.values())
+        battery = self.ac_pv_peak * sun + self.dc_pv_peak * sun * 0.925 - used
         room = (100.0 - self.soc) / 100 * self.battery_wh * _HOUR / max(dt, 1.0)
         battery = min(battery, self.max_charge, room)
         if self.soc <= 10:
             battery = max(battery, 0.0)
         self.soc = min(100.0, max(0.0, self.soc + battery * dt / _HOUR / self.battery_wh * 100))
-        heating = sum(
-            plant.relay(c.id).draw(c.power)
-            for c in plant.rules.consumers
-            if c.id in self.tank_heaters
-        )
+        heating = sum(w for i, w in managed.items() if i in self.tank_heaters)
         self.tank_temp += (heating * dt / _HOUR) / self.tank_wh_per_k - 0.5 * dt / _HOUR
-        plant.update_system(
-            {"/Dc/Battery/Soc": round(self.soc, 2), "/Dc/Battery/Power": round(battery, 1)}
-        )
-        plant.set_variable("tank_temp", round(self.tank_temp, 2), t)
-        rod = self.tank_temp + (15.0 if plant.relay("heater_l1").on else 0.0)
-        plant.set_variable("rod_temp", round(rod, 2), t)
+        values["/Dc/Battery/Soc"] = round(self.soc, 2)
+        values["/Dc/Battery/Power"] = round(battery, 1)
+        world.update_system(values)
+        world.set_variable("tank_temp", round(self.tank_temp, 2), t)
+        rod = self.tank_temp + (15.0 if managed.get("heater_l1") else 0.0)
+        world.set_variable("rod_temp", round(rod, 2), t)

@@ -59,6 +59,9 @@ class Plant:
     def relay(self, consumer_id: str) -> EmulatedRelay:
         return self.relays.setdefault(consumer_id, EmulatedRelay())
 
+    def drawn(self, consumer_id: str) -> float:
+        return self.relay(consumer_id).draw(self.rules.consumer(consumer_id).power)
+
     def switch(self, consumer_id: str, on: bool) -> None:
         relay = self.relay(consumer_id)
         if relay.online:
