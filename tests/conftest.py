@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import pytest
 
 from hems_rules.ruleset import RuleSet, compile_documents
 from hems_rules.ruleset.yamldoc import parse_yaml
+from tests.bus import DbusDaemon
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
@@ -24,3 +27,10 @@ def rules_from(text: str, file: str = "test.yaml") -> RuleSet:
     doc, problems = parse_yaml(file, text)
     assert doc is not None, problems
     return compile_documents([doc], problems)
+
+
+@pytest.fixture
+def dbus_daemon() -> Iterator[DbusDaemon]:
+    daemon = DbusDaemon()
+    yield daemon
+    daemon.stop()

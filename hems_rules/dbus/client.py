@@ -1,0 +1,161 @@
+"""Reading other services: scan with GetItems, follow ItemsChanged and PropertiesChanged,
+and notice services appear and vanish (NameOwnerChanged). Writing with SetValue.
+
+One client connection serves every watch; signals are matched to a service by its
+unique name, which is how flashmq and dbusmonitor do it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+from dbus_fast.errors import DBusError
+
+from hems_rules.dbus.service import BUSITEM
+from hems_rules.dbus.values import Value, unwrap
+
+log = logging.getLogger(__name__)
+
+DBUS = "org.freedesktop.DBus"
+Values = dict[str, Value]
+
+
+@dataclass
+class _Watch:
+    service: str
+    on_values: Callable[[Values], None]
+    on_gone: Callable[[], None]
+    owner: str = ""
+    scanned: Values = field(default_factory=dict)
+
+
+class BusClient:
+    def __init__(self, bus: MessageBus) -> None:
+        self.bus = bus
+        self._watches: dict[str, _Watch] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        bus.add_message_handler(self._signal)
+
+    async def _dbus(self, member: str, signature: str, body: list[object]) -> list[object]:
+        reply = await self.bus.call(
+            Message(
+                destination=DBUS,
+                path="/org/freedesktop/DBus",
+                interface=DBUS,
+                member=member,
+                signature=signature,
+                body=body,
+            )
+        )
+        assert reply is not None
+        if reply.message_type == MessageType.ERROR:
+            raise DBusError(reply.error_name or "error", str(reply.body))
+        return list(reply.body)
+
+    async def owner(self, service: str) -> str:
+        try:
+            return str((await self._dbus("GetNameOwner", "s", [service]))[0])
+        except DBusError:
+            return ""
+
+    async def call(
+        self,
+        service: str,
+        path: str,
+        member: str,
+        *,
+        signature: str = "",
+        body: list[object] | None = None,
+        interface: str = BUSITEM,
+    ) -> list[object]:
+        reply = await self.bus.call(
+            Message(
+                destination=service,
+                path=path,
+                interface=interface,
+                member=member,
+                signature=signature,
+                body=body or [],
+            )
+        )
+        assert reply is not None
+        if reply.message_type == MessageType.ERROR:
+            raise DBusError(reply.error_name or "error", f"{service}{path} {member}: {reply.body}")
+        return list(reply.body)
+
+    async def get_items(self, service: str) -> Values:
+        (items,) = await self.call(service, "/", "GetItems")
+        assert isinstance(items, dict)
+        return {path: unwrap(entry.get("Value")) for path, entry in items.items()}
+
+    async def set_value(self, service: str, path: str, value: Variant) -> int:
+        """SetValue; any non-zero answer (or an error) is a refusal."""
+        try:
+            (result,) = await self.call(service, path, "SetValue", signature="v", body=[value])
+        except DBusError as err:
+            log.warning("SetValue %s%s failed: %s", service, path, err)
+            return -1
+        return result if isinstance(result, int) else -1
+
+    async def watch(
+        self, service: str, on_values: Callable[[Values], None], on_gone: Callable[[], None]
+    ) -> None:
+        """Follow a service from now on; `on_values` gets the full scan, then each change."""
+        watch = _Watch(service, on_values, on_gone)
+        self._watches[service] = watch
+        for rule in (
+            f"type='signal',interface='{BUSITEM}',member='ItemsChanged',sender='{service}'",
+            f"type='signal',interface='{BUSITEM}',member='PropertiesChanged',sender='{service}'",
+            f"type='signal',interface='{DBUS}',member='NameOwnerChanged',arg0='{service}'",
+        ):
+            await self._dbus("AddMatch", "s", [rule])
+        owner = await self.owner(service)
+        if owner:
+            await self._appeared(watch, owner)
+        else:
+            on_gone()
+
+    async def unwatch(self, service: str) -> None:
+        self._watches.pop(service, None)
+
+    async def _appeared(self, watch: _Watch, owner: str) -> None:
+        watch.owner = owner
+        try:
+            values = await self.get_items(watch.service)
+        except DBusError as err:
+            log.warning("cannot scan %s: %s", watch.service, err)
+            return
+        log.info("%s is on the bus (%d paths)", watch.service, len(values))
+        watch.on_values(values)
+
+    def _signal(self, msg: Message) -> bool | None:
+        if msg.message_type != MessageType.SIGNAL:
+            return None
+        if msg.member == "NameOwnerChanged" and msg.interface == DBUS:
+            name, _, new_owner = msg.body
+            watch = self._watches.get(name)
+            if watch is not None:
+                if new_owner:
+                    task = asyncio.get_running_loop().create_task(self._appeared(watch, new_owner))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                else:
+                    log.warning("%s left the bus", name)
+                    watch.owner = ""
+                    watch.on_gone()
+            return None
+        if msg.interface != BUSITEM:
+            return None
+        for watch in self._watches.values():
+            if watch.owner and watch.owner == msg.sender:
+                if msg.member == "ItemsChanged":
+                    changes = {p: unwrap(e.get("Value")) for p, e in msg.body[0].items()}
+                    watch.on_values(changes)
+                elif msg.member == "PropertiesChanged" and "Value" in msg.body[0]:
+                    watch.on_values({str(msg.path): unwrap(msg.body[0]["Value"])})
+        return None
