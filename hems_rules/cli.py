@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hems_rules.app import AppOptions, run_app, setup_logging
 from hems_rules.errors import HemsError
 from hems_rules.model import Decision
 from hems_rules.ruleset.compiler import load_rules
@@ -103,9 +104,22 @@ def _demo(args: argparse.Namespace) -> int:
         return 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_dir, args.verbose)
+    options = AppOptions(rules_dir=args.rules, bus_address=args.bus)
+    return asyncio.run(run_app(options))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hems-rules", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the appliance on the bus")
+    run.add_argument("--rules", type=Path, default=Path("/data/hems-rules/rules"))
+    run.add_argument("--bus", help="D-Bus address (default: the system bus)")
+    run.add_argument("--log-dir", type=Path, default=Path("/data/log/hems-rules"))
+    run.add_argument("--verbose", action="store_true", help="debug output on stderr")
+    run.set_defaults(handler=_run)
 
     check = commands.add_parser("check", help="validate a rules directory, like nginx -t")
     check.add_argument("directory", type=Path)

@@ -27,8 +27,9 @@ class DeviceNumbers:
         self._by_id = kept
         return dict(kept)
 
-    def number(self, consumer_id: str) -> int:
-        return self._by_id[consumer_id]
+    @property
+    def numbers(self) -> dict[str, int]:
+        return dict(self._by_id)
 
     def consumer(self, number: int) -> str | None:
         for consumer_id, n in self._by_id.items():

@@ -7,7 +7,6 @@ unique name, which is how flashmq and dbusmonitor do it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
+from hems_rules.background import Background
 from hems_rules.dbus.service import BUSITEM
 from hems_rules.dbus.values import Value, unwrap
 
@@ -37,8 +37,8 @@ class _Watch:
 class BusClient:
     def __init__(self, bus: MessageBus) -> None:
         self.bus = bus
-        self._watches: dict[str, _Watch] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._watches: dict[str, list[_Watch]] = {}
+        self._background = Background()
         bus.add_message_handler(self._signal)
 
     async def _dbus(self, member: str, signature: str, body: list[object]) -> list[object]:
@@ -107,21 +107,20 @@ class BusClient:
     ) -> None:
         """Follow a service from now on; `on_values` gets the full scan, then each change."""
         watch = _Watch(service, on_values, on_gone)
-        self._watches[service] = watch
-        for rule in (
+        first = service not in self._watches
+        self._watches.setdefault(service, []).append(watch)
+        matches = (
             f"type='signal',interface='{BUSITEM}',member='ItemsChanged',sender='{service}'",
             f"type='signal',interface='{BUSITEM}',member='PropertiesChanged',sender='{service}'",
             f"type='signal',interface='{DBUS}',member='NameOwnerChanged',arg0='{service}'",
-        ):
+        )
+        for rule in matches if first else ():
             await self._dbus("AddMatch", "s", [rule])
         owner = await self.owner(service)
         if owner:
             await self._appeared(watch, owner)
         else:
             on_gone()
-
-    async def unwatch(self, service: str) -> None:
-        self._watches.pop(service, None)
 
     async def _appeared(self, watch: _Watch, owner: str) -> None:
         watch.owner = owner
@@ -138,12 +137,9 @@ class BusClient:
             return None
         if msg.member == "NameOwnerChanged" and msg.interface == DBUS:
             name, _, new_owner = msg.body
-            watch = self._watches.get(name)
-            if watch is not None:
+            for watch in self._watches.get(name, []):
                 if new_owner:
-                    task = asyncio.get_running_loop().create_task(self._appeared(watch, new_owner))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._background.spawn(self._appeared(watch, new_owner))
                 else:
                     log.warning("%s left the bus", name)
                     watch.owner = ""
@@ -151,7 +147,7 @@ class BusClient:
             return None
         if msg.interface != BUSITEM:
             return None
-        for watch in self._watches.values():
+        for watch in (w for ws in self._watches.values() for w in ws):
             if watch.owner and watch.owner == msg.sender:
                 if msg.member == "ItemsChanged":
                     changes = {p: unwrap(e.get("Value")) for p, e in msg.body[0].items()}

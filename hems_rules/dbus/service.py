@@ -93,15 +93,11 @@ class BusService:
         on_set: Accept | None = None,
         unit: str = "",
     ) -> Item:
-        item = Item(
-            path,
-            value,
-            kind or (type(value) if value is not None else None),
-            writable,
-            on_set,
-            unit,
-        )
-        self.items[path] = item
+        kind = kind or (type(value) if value is not None else None)
+        return self.put(Item(path, value, kind, writable, on_set, unit))
+
+    def put(self, item: Item) -> Item:
+        self.items[item.path] = item
         if self.bus is not None:
             self._changed(item)  # paths added later must reach clients in a signal
         return item

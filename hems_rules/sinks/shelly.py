@@ -28,7 +28,7 @@ Report = Callable[[str, DeviceFact], None]
 Address = Callable[[ShellyEndpoint], tuple[str, int]]
 
 
-def _direct(endpoint: ShellyEndpoint) -> tuple[str, int]:
+def direct(endpoint: ShellyEndpoint) -> tuple[str, int]:
     return endpoint.host, endpoint.port
 
 
@@ -139,7 +139,7 @@ class ShellyRelays:
         report: Report,
         poll_interval: float = 5.0,
         timeout: float = 4.0,
-        address: Address = _direct,
+        address: Address = direct,
     ) -> None:
         self._report = report
         self._interval = poll_interval

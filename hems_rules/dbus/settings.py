@@ -1,0 +1,90 @@
+"""Settings on com.victronenergy.settings: registered with AddSettings, followed for changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from dbus_fast import Variant
+
+from hems_rules.dbus.client import BusClient, Values
+from hems_rules.dbus.service import DbusError
+from hems_rules.dbus.values import Value, unwrap
+
+log = logging.getLogger(__name__)
+
+SETTINGS = "com.victronenergy.settings"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting to register; the variant type of `default` fixes its type for good."""
+
+    path: str
+    default: Variant
+    minimum: Variant | None = None
+    maximum: Variant | None = None
+    silent: bool = False
+
+    def entry(self) -> dict[str, Variant]:
+        entry = {"path": Variant("s", self.path), "default": self.default}
+        if self.minimum is not None:
+            entry["min"] = self.minimum
+        if self.maximum is not None:
+            entry["max"] = self.maximum
+        if self.silent:
+            entry["silent"] = Variant("i", 1)
+        return entry
+
+
+class SettingsClient:
+    def __init__(self, client: BusClient) -> None:
+        self.client = client
+
+    async def wait(self, timeout: float = 60.0) -> None:
+        """Wait for localsettings, which can come up after us at boot."""
+        delay, waited = 0.1, 0.0
+        while not await self.client.owner(SETTINGS):
+            if waited >= timeout:
+                raise DbusError(f"{SETTINGS} did not appear within {timeout:g} s")
+            if not waited:
+                log.info("waiting for %s", SETTINGS)
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(2.0, delay * 2)
+
+    async def add(self, settings: Sequence[Setting]) -> dict[str, Value]:
+        """Register settings (existing ones keep their values); their current values."""
+        (replies,) = await self.client.call(
+            SETTINGS,
+            "/",
+            "AddSettings",
+            signature="aa{sv}",
+            body=[[s.entry() for s in settings]],
+            interface="com.victronenergy.Settings",
+        )
+        values: dict[str, Value] = {}
+        assert isinstance(replies, list)
+        for setting, reply in zip(settings, replies, strict=True):
+            error = reply.get("error")
+            code = error.value if isinstance(error, Variant) else -1
+            if code != 0:
+                raise DbusError(f"AddSettings {setting.path} failed with error {code}")
+            values[setting.path] = unwrap(reply.get("value"))
+        return values
+
+    async def set(self, path: str, value: Variant) -> bool:
+        return await self.client.set_value(SETTINGS, path, value) == 0
+
+    async def follow(self, paths: Sequence[str], on_change: Callable[[Values], None]) -> None:
+        """Call `on_change` with the watched paths whenever any of them changes."""
+        wanted = set(paths)
+
+        def filtered(values: Values) -> None:
+            mine = {p: v for p, v in values.items() if p in wanted}
+            if mine:
+                on_change(mine)
+
+        await self.client.watch(SETTINGS, filtered, lambda: log.warning("%s left", SETTINGS))

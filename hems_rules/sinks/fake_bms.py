@@ -1,0 +1,118 @@
+"""Battery services that make VRM tell the engine's story at a glance.
+
+VRM and the GX lists show battery services; these are display-only (never a DVCC
+charge-control path such as /Info/MaxChargeVoltage, so they can never steer chargers).
+
+- `com.victronenergy.battery.hems_reservation`: CustomName "HEMS reservation 1500 W (OK)";
+  /Dc/0/Power is what the real battery is charging with; /Soc is the share of the
+  reservation the battery actually gets (100 % when the reservation is met or zero).
+- `com.victronenergy.battery.hems_<id>` for each consumer with `vrm: true`:
+  CustomName "<priority> <name>: on|off|unavailable"; /Dc/0/Power is the power it draws
+  (measured when the relay reports it); /Soc is 100 while on, 0 while off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from hems_rules.background import Background
+from hems_rules.dbus.service import BusService
+from hems_rules.dbus.settings import SettingsClient
+from hems_rules.inputs import Inputs
+from hems_rules.model import Decision, Plan
+from hems_rules.ruleset.rules import Consumer, RuleSet
+from hems_rules.sinks.switch_service import device_instance
+
+log = logging.getLogger(__name__)
+
+PREFIX = "com.victronenergy.battery.hems_"
+FIRST_INSTANCE = 200
+
+
+def _battery(name: str, address: str | None, instance: int, product: str) -> BusService:
+    service = BusService(PREFIX + name, address)
+    service.add_mandatory("hems-rules", instance, product, "HEMS")
+    service.add("/CustomName", product, kind=str, writable=True)
+    service.add("/Soc", 0.0, kind=float, writable=True, unit="%")
+    service.add("/Dc/0/Power", 0.0, kind=float, writable=True, unit="W")
+    service.add("/Dc/0/Voltage", 0.0, kind=float, unit="V")
+    service.add("/Dc/0/Current", 0.0, kind=float, unit="A")
+    return service
+
+
+class FakeBms:
+    def __init__(self, settings: SettingsClient, inputs: Inputs, address: str | None = None):
+        self.settings = settings
+        self.inputs = inputs
+        self.address = address
+        self.reservation: BusService | None = None
+        self.consumers: dict[str, BusService] = {}
+        self._background = Background()
+
+    async def _instance(self, name: str, offset: int) -> int:
+        path = f"/Settings/Devices/hems_{name}/ClassAndVrmInstance"
+        return await device_instance(self.settings, path, f"battery:{FIRST_INSTANCE + offset}")
+
+    async def start(self, rules: RuleSet) -> None:
+        instance = await self._instance("reservation", 0)
+        self.reservation = _battery("reservation", self.address, instance, "HEMS reservation")
+        await self.reservation.register()
+        await self.sync(rules)
+
+    def use_rules(self, rules: RuleSet) -> None:
+        self._background.spawn(self.sync(rules), name="fake-bms-sync")
+
+    async def sync(self, rules: RuleSet) -> None:
+        wanted = {c.id: c for c in rules.consumers if c.vrm}
+        for consumer_id in [i for i in self.consumers if i not in wanted]:
+            await self.consumers.pop(consumer_id).close()
+        for offset, consumer in enumerate(wanted.values(), start=1):
+            if consumer.id not in self.consumers:
+                self.consumers[consumer.id] = await self._consumer_service(consumer, offset)
+
+    async def _consumer_service(self, consumer: Consumer, offset: int) -> BusService:
+        instance = await self._instance(consumer.id, offset)
+        service = _battery(consumer.id, self.address, instance, consumer.name)
+        await service.register()
+        return service
+
+    async def close(self) -> None:
+        for service in [self.reservation, *self.consumers.values()]:
+            if service is not None:
+                await service.close()
+
+    def publish(self, plan: Plan, changed: Sequence[Decision], loop_time: float) -> None:
+        system = self.inputs.system
+        voltage = system.get("/Dc/Battery/Voltage")
+        charging = system.get("/Dc/Battery/Power")
+        volts = float(voltage) if isinstance(voltage, (int, float)) else 0.0
+        if self.reservation is not None:
+            r = self.reservation
+            state = plan.reservation_state
+            watts = "unknown" if plan.reservation is None else f"{plan.reservation:.0f} W"
+            r.set("/CustomName", f"HEMS reservation {watts} ({state})")
+            power = float(charging) if isinstance(charging, (int, float)) else 0.0
+            r.set("/Dc/0/Power", power)
+            r.set("/Dc/0/Voltage", volts)
+            r.set("/Dc/0/Current", round(power / volts, 2) if volts else 0.0)
+            share = (
+                100.0
+                if not plan.reservation
+                else min(100.0, max(0.0, power / plan.reservation * 100))
+            )
+            r.set("/Soc", round(share, 1))
+        for decision in plan.decisions:
+            service = self.consumers.get(decision.consumer)
+            if service is None:
+                continue
+            fact = self.inputs.devices.get(decision.consumer)
+            drawn = (
+                fact.power
+                if fact is not None and fact.on and fact.power is not None
+                else decision.power
+            )
+            service.set("/CustomName", f"{service['/ProductName']}: {decision.state}")
+            service.set("/Dc/0/Power", float(drawn))
+            service.set("/Dc/0/Voltage", volts)
+            service.set("/Soc", 100.0 if decision.state == "on" else 0.0)

@@ -1,0 +1,175 @@
+"""D-Bus sources: the system service, the active BMS, Hub4Mode, the HEMS settings
+overrides, and `dbus:` variables from any service.
+
+A service that vanishes makes its values unknown, never zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from dbus_fast import Variant
+
+from hems_rules.background import Background
+from hems_rules.dbus.client import BusClient, Values
+from hems_rules.dbus.settings import Setting, SettingsClient
+from hems_rules.errors import ExpressionError
+from hems_rules.expressions import compile_expression
+from hems_rules.inputs import Inputs
+from hems_rules.model import NO_LIMIT, Settings
+from hems_rules.ruleset.compiler import RESERVATION_NAMES
+from hems_rules.ruleset.rules import PHASES, DbusSource, RuleSet
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "com.victronenergy.system"
+SETTINGS = "com.victronenergy.settings"
+HUB4_MODE = "/Settings/CGwacs/Hub4Mode"
+MODE = "/Settings/HEMS/Mode"
+EQUATION = "/Settings/HEMS/BatteryReservationEquation"
+INVERTER_POWER = "/Settings/HEMS/ContinuousInverterPower"
+ACTIVE_BMS = "/ActiveBmsService"
+
+SYSTEM_PATHS = frozenset(
+    [
+        f"/Ac/{kind}/{p}/Power"
+        for kind in ("PvOnGrid", "PvOnOutput", "Consumption", "Grid")
+        for p in PHASES
+    ]
+    + ["/Dc/Pv/Power", "/Dc/Battery/Power", "/Dc/Battery/Soc", "/Dc/Battery/Voltage", ACTIVE_BMS]
+)
+
+HEMS_SETTINGS = (
+    Setting(MODE, Variant("i", 0), Variant("i", 0), Variant("i", 1)),
+    Setting(EQUATION, Variant("s", "")),
+    Setting(INVERTER_POWER, Variant("d", NO_LIMIT), Variant("d", NO_LIMIT), Variant("d", 1e6)),
+)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class SystemSource:
+    """com.victronenergy.system, the BMS it names, and Hub4Mode, into Inputs."""
+
+    def __init__(self, client: BusClient, inputs: Inputs) -> None:
+        self.client = client
+        self.inputs = inputs
+        self.bms: str | None = None
+        self._background = Background()
+
+    async def start(self) -> None:
+        await self.client.watch(SYSTEM, self._system, self._system_gone)
+        await self.client.watch(SETTINGS, self._settings, lambda: self.inputs.set_hub4_mode(None))
+
+    def _system(self, values: Values) -> None:
+        mine = {p: v for p, v in values.items() if p in SYSTEM_PATHS}
+        if mine:
+            self.inputs.update_system(mine)
+        if ACTIVE_BMS in values:
+            active = values[ACTIVE_BMS]
+            self._follow_bms(active if isinstance(active, str) and active else None)
+
+    def _system_gone(self) -> None:
+        self.inputs.update_system(None)
+
+    def _settings(self, values: Values) -> None:
+        if HUB4_MODE in values:
+            mode = _number(values[HUB4_MODE])
+            self.inputs.set_hub4_mode(None if mode is None else int(mode))
+
+    def _follow_bms(self, service: str | None) -> None:
+        if service == self.bms:
+            return
+        self.bms = service
+        self.inputs.set_battery_limits(None, None)
+        if service is None:
+            return
+        log.info("following the active BMS %s", service)
+
+        def values(changed: Values) -> None:
+            if self.bms != service:
+                return
+            current = _number(changed.get("/Info/MaxChargeCurrent", self.inputs.max_charge_current))
+            voltage = _number(changed.get("/Info/MaxChargeVoltage", self.inputs.max_charge_voltage))
+            self.inputs.set_battery_limits(current, voltage)
+
+        def gone() -> None:
+            if self.bms == service:
+                self.inputs.set_battery_limits(None, None)
+
+        self._background.spawn(self.client.watch(service, values, gone))
+
+
+class HemsSettings:
+    """The /Settings/HEMS/* overrides; an equation is checked by the same sandbox."""
+
+    def __init__(self, settings: SettingsClient, inputs: Inputs) -> None:
+        self.settings = settings
+        self.inputs = inputs
+        self.equation_error: str | None = None
+
+    async def start(self) -> None:
+        values = await self.settings.add(HEMS_SETTINGS)
+        self._apply(values)
+        await self.settings.follow([s.path for s in HEMS_SETTINGS], self._apply)
+
+    def _apply(self, values: Values) -> None:
+        current = self.inputs.settings
+        mode = _number(values.get(MODE, current.mode))
+        inverter = _number(values.get(INVERTER_POWER, current.continuous_inverter_power))
+        equation = values.get(EQUATION, current.battery_reservation_equation)
+        text = equation if isinstance(equation, str) else ""
+        if text != current.battery_reservation_equation:
+            self._check(text)
+        self.inputs.set_settings(
+            Settings(
+                mode=int(mode) if mode is not None else 0,
+                battery_reservation_equation=text,
+                continuous_inverter_power=inverter if inverter is not None else NO_LIMIT,
+            )
+        )
+        if self.inputs.settings != current:
+            log.info("HEMS settings: %s", self.inputs.settings)
+
+    def _check(self, text: str) -> None:
+        self.equation_error = None
+        if not text.strip():
+            return
+        try:
+            compile_expression(text, RESERVATION_NAMES)
+        except ExpressionError as err:
+            self.equation_error = f"{text[:60]!r}: {err}"
+            log.warning(
+                "BatteryReservationEquation refused, secondaries stop until it is fixed: %s",
+                self.equation_error,
+            )
+
+
+class DbusVariables:
+    """`dbus:` variables: a path on any service; gone with its service."""
+
+    def __init__(
+        self, client: BusClient, inputs: Inputs, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.client = client
+        self.inputs = inputs
+        self.clock = clock
+
+    async def start(self, rules: RuleSet) -> None:
+        for name, variable in rules.variables.items():
+            if isinstance(variable.source, DbusSource):
+                await self._watch(name, variable.source)
+
+    async def _watch(self, name: str, source: DbusSource) -> None:
+        def values(changed: Values) -> None:
+            if source.path in changed:
+                self.inputs.set_variable(name, _number(changed[source.path]), self.clock())
+
+        def gone() -> None:
+            self.inputs.set_variable(name, None, self.clock())
+
+        await self.client.watch(source.service, values, gone)

@@ -1,0 +1,209 @@
+"""The appliance on a private bus with a simulated GX, as a Victron user drives it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dbus_fast import Variant
+
+from hems_rules.app import App, AppOptions
+from hems_rules.dbus.client import BusClient
+from hems_rules.dbus.connection import connect
+from hems_rules.ruleset import load_rules
+from hems_rules.ruleset.rules import ShellyEndpoint
+from hems_rules.sim.gx import SimulatedSettings, SimulatedSystem
+from hems_rules.sim.shelly_emulator import EmulatedShelly
+from tests.bus import DbusDaemon
+from tests.conftest import wait_until
+
+SWITCH = "com.victronenergy.switch.hems"
+SETTINGS = "com.victronenergy.settings"
+
+RULES = """\
+site: {{phases: 1, battery_reservation: "1000", loop_interval: 0.3s}}
+consumers:
+  - {{id: pump, shelly: {{host: pump.invalid, port: {pump}}}, power: 300, priority: 5,
+     class: primary}}
+  - {{id: heater, shelly: {{host: heater.invalid, port: {heater}}}, power: 1000, priority: 20,
+     vrm: true}}
+"""
+
+SUNNY = {
+    "/Ac/PvOnGrid/L1/Power": 3500.0,
+    "/Ac/Consumption/L1/Power": 500.0,
+    "/Dc/Pv/Power": 0.0,
+    "/Dc/Battery/Soc": 60.0,
+    "/Dc/Battery/Power": 1200.0,
+    "/Dc/Battery/Voltage": 52.0,
+}
+
+
+@dataclass
+class Rig:
+    daemon: DbusDaemon
+    system: SimulatedSystem
+    settings: SimulatedSettings
+    pump: EmulatedShelly
+    heater: EmulatedShelly
+    app: App
+    client: BusClient
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    systems: list[SimulatedSystem]
+
+    async def value(self, service: str, path: str) -> object:
+        (variant,) = await self.client.call(service, path, "GetValue")
+        assert isinstance(variant, Variant)
+        return variant.value
+
+    def state(self, consumer: str) -> str:
+        loop = self.app.loop
+        plan = loop.controller.plan if loop else None
+        return plan.decision(consumer).state if plan else "none"
+
+
+@pytest.fixture
+async def rig(dbus_daemon: DbusDaemon, tmp_path: Path) -> AsyncIterator[Rig]:
+    settings = SimulatedSettings(dbus_daemon.address)
+    system = SimulatedSystem(dbus_daemon.address)
+    system.update(SUNNY)
+    await settings.register()
+    await system.register()
+    async with EmulatedShelly(loads=[300.0]) as pump, EmulatedShelly() as heater:
+        (tmp_path / "rules.yaml").write_text(RULES.format(pump=pump.port, heater=heater.port))
+
+        def loopback(endpoint: ShellyEndpoint) -> tuple[str, int]:
+            assert endpoint.port in (pump.port, heater.port)
+            return "127.0.0.1", endpoint.port
+
+        options = AppOptions(
+            rules_dir=tmp_path,
+            bus_address=dbus_daemon.address,
+            shelly_address=loopback,
+            poll_interval=0.2,
+        )
+        app = App(options, load_rules(tmp_path))
+        stop = asyncio.Event()
+        task = asyncio.create_task(app.run(stop))
+        rig_system = [system]
+
+        async def meter() -> None:
+            # What the GX's meter reads: the house plus what the relays draw.
+            while True:
+                drawn = sum(d.switches[0].load for d in (pump, heater) if d.switches[0].output)
+                if rig_system[0].bus is not None:
+                    rig_system[0].set("/Ac/Consumption/L1/Power", 500.0 + drawn)
+                await asyncio.sleep(0.05)
+
+        metering = asyncio.create_task(meter())
+        await asyncio.wait_for(app.ready.wait(), 10)
+        bus = await connect(dbus_daemon.address)
+        client = BusClient(bus)
+        rig = Rig(dbus_daemon, system, settings, pump, heater, app, client, stop, task, rig_system)
+        yield rig
+        metering.cancel()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        system = rig.system
+        bus.disconnect()
+    await system.close()
+    await settings.close()
+
+
+async def test_mode_set_with_dbus_send_starts_control(rig: Rig) -> None:
+    assert rig.state("heater") == "off" or rig.app.inputs.settings.mode == 0
+    out = await rig.daemon.send(SETTINGS, "/Settings/HEMS/Mode", "SetValue", "variant:int32:1")
+    assert "int32 0" in out
+    await wait_until(lambda: rig.heater.switches[0].output and rig.pump.switches[0].output)
+    await wait_until(lambda: rig.state("heater") == "on")
+    assert await rig.value(SWITCH, "/Hems/Active") == 1
+    await wait_until(lambda: rig.app.inputs.devices["heater"].on)
+    assert await rig.value(SWITCH, "/Hems/BatteryReservation") == 1000.0
+    names = {await rig.value(SWITCH, f"/Devices/{n}/Name") for n in (0, 1)}
+    assert names == {"Pump", "Heater"}
+
+
+async def test_auto_written_as_flashmq_does_releases_and_persists(rig: Rig) -> None:
+    await rig.client.set_value(SETTINGS, "/Settings/HEMS/Mode", Variant("i", 1))
+    await wait_until(lambda: rig.heater.switches[0].output, what="heater on")
+    number = rig.app.numbers.numbers["heater"]
+    path = f"/Devices/{number}/S2/Auto"
+    assert await rig.client.set_value(SWITCH, path, Variant("b", False)) == 0  # JSON false
+    await wait_until(lambda: not rig.heater.switches[0].output, what="released")
+    await wait_until(lambda: rig.settings["/Settings/HEMS/Auto/heater"] == 0, what="persisted")
+    assert await rig.client.set_value(SWITCH, path, Variant("i", 3)) != 0
+    assert await rig.client.set_value(SWITCH, path, Variant("i", 1)) == 0  # JSON 1
+    await wait_until(lambda: rig.heater.switches[0].output, what="back under control")
+
+
+async def test_a_hostile_equation_never_runs_and_fails_closed(rig: Rig, tmp_path: Path) -> None:
+    await rig.client.set_value(SETTINGS, "/Settings/HEMS/Mode", Variant("i", 1))
+    await wait_until(lambda: rig.heater.switches[0].output, what="heater on")
+    marker = tmp_path / "pwned"
+    hostile = f"__import__('os').system('touch {marker}')"
+    out = await rig.daemon.send(
+        SETTINGS,
+        "/Settings/HEMS/BatteryReservationEquation",
+        "SetValue",
+        f"variant:string:{hostile}",
+    )
+    assert "int32 0" in out
+    await wait_until(lambda: not rig.heater.switches[0].output, what="secondary stopped")
+    assert rig.pump.switches[0].output, "a primary ignores the reservation"
+    assert await rig.value(SWITCH, "/Hems/BatteryReservationState") == "ERROR"
+    error = await rig.value(SWITCH, "/Hems/BatteryReservationError")
+    assert isinstance(error, str) and "only the functions" in error
+    assert not marker.exists()
+    await rig.client.set_value(
+        SETTINGS, "/Settings/HEMS/BatteryReservationEquation", Variant("s", "")
+    )
+    await wait_until(lambda: rig.heater.switches[0].output, what="recovered")
+
+
+async def test_the_system_service_vanishing_stops_then_returns(rig: Rig) -> None:
+    await rig.client.set_value(SETTINGS, "/Settings/HEMS/Mode", Variant("i", 1))
+    await wait_until(lambda: rig.heater.switches[0].output, what="heater on")
+    await rig.system.close()
+    await wait_until(lambda: not rig.heater.switches[0].output, what="stopped: surplus unknown")
+    assert "com.victronenergy.system is gone" in (
+        rig.app.loop.controller.plan.decision("heater").reason  # type: ignore[union-attr]
+    )
+    rig.system = SimulatedSystem(rig.daemon.address)
+    rig.system.update(SUNNY)
+    await rig.system.register()
+    rig.systems[0] = rig.system
+    await wait_until(lambda: rig.heater.switches[0].output, what="back on")
+
+
+async def test_inverter_power_override_and_fake_bms(rig: Rig) -> None:
+    await rig.client.set_value(SETTINGS, "/Settings/HEMS/Mode", Variant("i", 1))
+    rig.system.update({"/Ac/PvOnGrid/L1/Power": 0.0, "/Dc/Pv/Power": 4000.0})
+    await wait_until(lambda: rig.heater.switches[0].output, what="heater on, fed by DC PV")
+    out = await rig.daemon.send(
+        SETTINGS, "/Settings/HEMS/ContinuousInverterPower", "SetValue", "variant:double:900"
+    )
+    assert "int32 0" in out
+    await wait_until(lambda: not rig.heater.switches[0].output, what="shed by the limit")
+    assert rig.pump.switches[0].output
+    reservation = "com.victronenergy.battery.hems_reservation"
+    name = await rig.value(reservation, "/CustomName")
+    assert name == "HEMS reservation 1000 W (OK)"
+    assert await rig.value(reservation, "/Soc") == 100.0  # 1200 W charging >= 1000 W reserved
+    items = await rig.client.get_items(reservation)
+    assert not any(p.startswith("/Info/") for p in items), "never a DVCC charge-control path"
+    heater_bms = await rig.client.get_items("com.victronenergy.battery.hems_heater")
+    assert heater_bms["/DeviceInstance"] != items["/DeviceInstance"]
+    assert await rig.value(SWITCH, "/DeviceInstance") == 815
+
+
+async def test_shutdown_releases_controlled_relays_and_names(rig: Rig) -> None:
+    await rig.client.set_value(SETTINGS, "/Settings/HEMS/Mode", Variant("i", 1))
+    await wait_until(lambda: rig.heater.switches[0].output and rig.pump.switches[0].output)
+    rig.stop.set()
+    await asyncio.wait_for(rig.task, 10)
+    assert not rig.heater.switches[0].output and not rig.pump.switches[0].output
+    assert not await rig.client.owner(SWITCH)
