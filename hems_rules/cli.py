@@ -96,7 +96,7 @@ def _demo(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        return asyncio.run(run_demo(args.rules, args.speed, args.duration))
+        return asyncio.run(run_demo(args.rules, args.speed, args.duration, bus_address=args.bus))
     except KeyboardInterrupt:
         return 0
     except HemsError as err:
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the appliance on an accelerated solar day")
     demo.add_argument("--rules", type=Path, default=Path("rules"))
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    demo.add_argument("--bus", help="D-Bus address (default: a private dbus-daemon)")
     demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 60s)")
     demo.set_defaults(handler=_demo)
     return parser

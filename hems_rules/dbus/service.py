@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 from dbus_fast import Message, MessageFlag, MessageType, NameFlag, RequestNameReply, Variant
 from dbus_fast.aio import MessageBus
@@ -153,7 +154,7 @@ class BusService:
                 log.debug("releasing %s: %s", self.name, err)
             bus.disconnect()
 
-    async def __aenter__(self) -> BusService:
+    async def __aenter__(self) -> Self:
         await self.register()
         return self
 

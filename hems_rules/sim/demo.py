@@ -1,9 +1,10 @@
 """`hems-rules demo`: the appliance on an accelerated solar day, needing nothing but this repo.
 
-The real engine loop and relay workers run against emulated Shellies on loopback; every
-Shelly host of the rules is mapped to its emulator, so the demo never contacts the LAN.
-The solar day (PV with clouds, house load, battery SOC, tank temperature) is the world
-the GX would measure; time runs `speed` times faster than the wall clock.
+The real appliance (the same wiring as `hems-rules run`) runs on a private dbus-daemon
+against a simulated GX (system and settings services) and emulated Shellies on
+loopback; every Shelly host of the rules is mapped to its emulator, so the demo never
+contacts the LAN. The solar day (PV with clouds, house load, battery SOC, tank
+temperature) is the world the GX measures; time runs `speed` times faster.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from hems_rules.controller import Controller
+from hems_rules.app import App, AppOptions
+from hems_rules.dbus.values import Value
 from hems_rules.inputs import Inputs, SystemValue
 from hems_rules.loop import EngineLoop
-from hems_rules.model import Settings
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.rules import PHASES, ShellyEndpoint
+from hems_rules.sim.bus import PrivateBus
 from hems_rules.sim.day import Cloud, SolarDay
+from hems_rules.sim.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.sim.shelly_emulator import EmulatedShelly
-from hems_rules.sinks.shelly import ShellyRelays
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,21 @@ class VirtualClock:
 
 
 class DemoWorld:
-    """The GX's measurements as the solar day makes them, metered with the relays' draw."""
+    """The GX's measurements as the solar day makes them, metered with the relays' draw.
 
-    def __init__(self, rules: RuleSet, inputs: Inputs, shellies: Mapping[str, EmulatedShelly]):
+    Readings go to the simulated com.victronenergy.system on the bus, as systemcalc
+    would publish them; the tank and rod temperatures go straight to the inputs.
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        system: SimulatedSystem,
+        inputs: Inputs,
+        shellies: Mapping[str, EmulatedShelly],
+    ) -> None:
         self.rules = rules
+        self.system = system
         self.inputs = inputs
         self.shellies = shellies
         self.base: dict[str, SystemValue] = {}
@@ -64,12 +77,12 @@ class DemoWorld:
 
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.base.update(values or {})
-        metered = dict(self.base)
+        metered: dict[str, Value] = {k: v for k, v in self.base.items()}
         for consumer in self.rules.consumers:
             for phase, watts in consumer.shares(self.drawn(consumer.id)):
                 key = f"/Ac/Consumption/{phase}/Power"
                 metered[key] = float(metered.get(key) or 0.0) + watts
-        self.inputs.update_system(metered)
+        self.system.update(metered)
 
     def set_variable(self, name: str, value: float | None, t: float) -> None:
         self.inputs.set_variable(name, value, t)
@@ -123,14 +136,31 @@ async def run_demo(
     speed: float = 60.0,
     duration: float | None = None,
     out: TextIO = sys.stdout,
+    bus_address: str | None = None,
 ) -> int:
+    """Run until `duration` (real seconds) has passed, or forever."""
     rules = load_rules(rules_dir)
+    with contextlib.ExitStack() as private:
+        if bus_address is None:
+            bus_address = private.enter_context(PrivateBus()).address
+        return await _run(
+            rules, rules_dir, bus_address=bus_address, speed=speed, duration=duration, out=out
+        )
+
+
+async def _run(
+    rules: RuleSet,
+    rules_dir: Path,
+    *,
+    bus_address: str,
+    speed: float,
+    duration: float | None,
+    out: TextIO,
+) -> int:
     clock = VirtualClock(speed, datetime(2026, 6, 21, 10, 0).astimezone())
     day = SolarDay(start_h=10.0, ac_pv_peak=8000, dc_pv_peak=5000, soc=55.0, tank_temp=67.5)
     day.clouds.append(Cloud(10.5 * 3600, 600, 0.8))  # one cloud the newcomer sees shed a load
-    inputs = Inputs(rules, Settings(mode=1))
     shellies = emulate(rules)
-    devices = list({id(d): d for d in shellies.values()}.values())
 
     def loopback(endpoint: ShellyEndpoint) -> tuple[str, int]:
         # Only emulators: a demo must never reach a real device on the LAN.
@@ -139,25 +169,34 @@ async def run_demo(
                 return "127.0.0.1", shellies[consumer.id].port
         raise LookupError(endpoint)
 
-    world = DemoWorld(rules, inputs, shellies)
+    options = AppOptions(
+        rules_dir=rules_dir,
+        bus_address=bus_address,
+        shelly_address=loopback,
+        poll_interval=0.5,
+        monotonic=clock.seconds,
+        wall=clock.wall,
+        variable_sources=False,
+    )
     async with contextlib.AsyncExitStack() as stack:
-        for device in devices:
+        settings = await stack.enter_async_context(SimulatedSettings(bus_address))
+        system = await stack.enter_async_context(SimulatedSystem(bus_address))
+        for device in {id(d): d for d in shellies.values()}.values():
             await stack.enter_async_context(device)
-        relays = await stack.enter_async_context(
-            ShellyRelays(inputs.set_device, poll_interval=0.5, timeout=1.0, address=loopback)
-        )
-        relays.sync(rules.consumers)
-        loop = EngineLoop(
-            Controller(rules), inputs, relays, monotonic=clock.seconds, wall=clock.wall
-        )
-        engine = asyncio.create_task(loop.run(), name="engine")
-        started = time.monotonic()
+        app = App(options, rules)
+        world = DemoWorld(rules, system, app.inputs, shellies)
+        day.apply(0.0, world)
+        stop = asyncio.Event()
+        running = asyncio.create_task(app.run(stop), name="hems-rules")
+        await asyncio.wait_for(app.ready.wait(), 30)
+        assert app.loop is not None
+        settings.set("/Settings/HEMS/Mode", 1)  # as `dbus -y ... SetValue 1` would
+        started, shown = time.monotonic(), 0.0
         tty = out.isatty()
-        shown = 0.0
         try:
             while duration is None or time.monotonic() - started < duration:
                 day.apply(clock.seconds(), world)
-                screen = render(loop, world, day, clock)
+                screen = render(app.loop, world, day, clock)
                 if tty:
                     out.write("\x1b[2J\x1b[H" + screen + "\n")
                 elif time.monotonic() - shown >= 5:
@@ -166,9 +205,9 @@ async def run_demo(
                 out.flush()
                 # Often enough that no variable goes stale between two updates.
                 await asyncio.sleep(min(0.25, 5 / speed))
+            out.write(render(app.loop, world, day, clock) + "\n\n")
         finally:
-            engine.cancel()
-            await asyncio.gather(engine, return_exceptions=True)
-        out.write(render(loop, world, day, clock) + "\n\n")
-    out.write(f"demo ended after {loop.cycles} cycles\n")
+            stop.set()
+            await asyncio.wait_for(running, 30)
+        out.write(f"demo ended after {app.loop.cycles} cycles\n")
     return 0
