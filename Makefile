@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SHARED_SCENARIOS := $(wildcard ../shared/scenarios/*.yaml)
 OWN_SCENARIOS := $(wildcard tests/scenarios/*.yaml)
 
-.PHONY: test lint typecheck unit scenarios demo bench check clean
+.PHONY: test lint typecheck unit scenarios demo bench check clean gx-bundle
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Tarballs for a GX (armv7l: Cerbo GX, Ekrano; aarch64); needs PyPI.
+gx-bundle: $(STAMP)
+	PYTHON=$(BIN)/python install/bundle.sh

@@ -1,0 +1,81 @@
+"""The GX installer into a temporary root: install twice, then uninstall."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).parent.parent
+INSTALL = REPO / "install" / "install.sh"
+
+
+def install(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["sh", str(INSTALL), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout
+
+
+def test_install_is_idempotent_and_uninstall_keeps_the_rules(tmp_path: Path) -> None:
+    rc = tmp_path / "data" / "rc.local"
+    rc.parent.mkdir(parents=True)
+    rc.write_text("#!/bin/sh\necho mine\n")
+    install(tmp_path)
+    app = tmp_path / "data" / "hems-rules"
+    (app / "rules" / "site.yaml").write_text("site: {phases: 1}\n")  # the user's edit
+    install(tmp_path)
+
+    assert (app / "hems_rules" / "cli.py").is_file()
+    assert (app / "hems_rules" / "rules.schema.json").is_file()
+    assert not (app / "hems_rules" / "rules.schema.json").is_symlink()
+    assert (app / "rules" / "site.yaml").read_text() == "site: {phases: 1}\n"
+    run = (app / "service" / "run").read_text()
+    assert "exec softlimit" in run and "hems_rules.cli run --rules /data/hems-rules/rules" in run
+    assert (
+        "multilog t s25000 n4 /var/log/hems-rules" in (app / "service" / "log" / "run").read_text()
+    )
+    assert os.access(app / "service" / "run", os.X_OK) and os.access(rc, os.X_OK)
+    hook = rc.read_text()
+    assert hook.startswith("#!/bin/sh\necho mine\n")
+    assert hook.count("ln -sfn /data/hems-rules/service /service/hems-rules") == 1
+    assert os.readlink(tmp_path / "service" / "hems-rules") == "/data/hems-rules/service"
+
+    install(tmp_path, "--uninstall")
+    assert rc.read_text() == "#!/bin/sh\necho mine\n"
+    assert not (tmp_path / "service" / "hems-rules").exists()
+    assert not (app / "hems_rules").exists()
+    assert (app / "rules" / "site.yaml").is_file()
+
+    install(tmp_path, "--purge")
+    assert not app.exists()
+
+
+def test_the_installed_app_checks_its_rules(tmp_path: Path) -> None:
+    install(tmp_path)
+    app = tmp_path / "data" / "hems-rules"
+    done = subprocess.run(
+        [sys.executable, "-m", "hems_rules.cli", "check", str(app / "rules")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=app,
+        env={**os.environ, "PYTHONPATH": f"{app}:{os.environ.get('PYTHONPATH', '')}"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rules OK: 6 consumers" in done.stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import hems_rules; print(hems_rules.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=app,
+        env={**os.environ, "PYTHONPATH": str(app)},
+    )
+    assert where.stdout.startswith(str(app)), "the installed copy is what runs"
