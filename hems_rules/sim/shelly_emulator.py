@@ -77,6 +77,7 @@ class EmulatedShelly:
         self.fault: Fault = None
         self.delay = 0.0
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.call_times: list[float] = []  # time.perf_counter() of each call, for benchmarks
         self.in_flight = 0
         self.max_in_flight = 0
         self._nonce = 0
@@ -166,6 +167,7 @@ class EmulatedShelly:
                 body = {"code": 401, "message": "Unauthorized"}
                 return web.json_response(body, status=401, headers={"WWW-Authenticate": challenge})
             self.calls.append((method, dict(params)))
+            self.call_times.append(time.perf_counter())
             try:
                 result = self._dispatch(method, params)
             except _RpcError as err:
