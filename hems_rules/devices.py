@@ -36,6 +36,3 @@ class DeviceNumbers:
             if n == number:
                 return consumer_id
         return None
-
-    def items(self) -> list[tuple[int, str]]:
-        return sorted((n, i) for i, n in self._by_id.items())

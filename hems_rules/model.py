@@ -112,12 +112,6 @@ class Plan:
     dc_pool: float | None = None
     left: float | None = None  # what remains after the plan, all phases and DC
 
-    @property
-    def commands(self) -> tuple[Decision, ...]:
-        """Decisions that switch a relay, switch-offs first."""
-        switching = [d for d in self.decisions if d.command is not None]
-        return tuple(sorted(switching, key=lambda d: bool(d.command)))
-
     def decision(self, consumer_id: str) -> Decision:
         for decision in self.decisions:
             if decision.consumer == consumer_id:

@@ -207,3 +207,22 @@ async def test_shutdown_releases_controlled_relays_and_names(rig: Rig) -> None:
     await asyncio.wait_for(rig.task, 10)
     assert not rig.heater.switches[0].output and not rig.pump.switches[0].output
     assert not await rig.client.owner(SWITCH)
+
+
+async def test_auto_values_survive_a_restart(rig: Rig) -> None:
+    number = rig.app.numbers.numbers["heater"]
+    path = f"/Devices/{number}/S2/Auto"
+    assert await rig.client.set_value(SWITCH, path, Variant("i", 0)) == 0
+    await wait_until(lambda: rig.settings["/Settings/HEMS/Auto/heater"] == 0, what="persisted")
+    rig.stop.set()
+    await asyncio.wait_for(rig.task, 10)
+    again = App(rig.app.options, rig.app.rules)
+    stop = asyncio.Event()
+    task = asyncio.create_task(again.run(stop))
+    await asyncio.wait_for(again.ready.wait(), 10)
+    try:
+        assert again.inputs.auto["heater"] == 0
+        assert await rig.value(SWITCH, path) == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
+import pytest
+
+from hems_rules.inputs import Inputs
 from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet
 from hems_rules.sim.shelly_emulator import EmulatedShelly
@@ -26,48 +30,52 @@ async def two_devices() -> AsyncIterator[tuple[RuleSet, EmulatedShelly, Emulated
         yield rules_from(text), one, two
 
 
+@dataclass
+class Pair:
+    inputs: Inputs
+    loop: EngineLoop
+    one: EmulatedShelly
+    two: EmulatedShelly
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    """h1 (priority 10) and h2 (priority 20), each on its own emulated Shelly."""
+    async with (
+        two_devices() as (rules, one, two),
+        running(rules, {"h1": one, "h2": two}) as (inputs, loop, _),
+    ):
+        yield Pair(inputs, loop, one, two)
+
+
 def state(loop: EngineLoop, consumer_id: str) -> str:
     plan = loop.controller.plan
     return plan.decision(consumer_id).state if plan else "none"
 
 
-async def test_surplus_switches_the_emulated_relay_and_reads_it_back() -> None:
-    async with (
-        two_devices() as (rules, one, two),
-        running(rules, {"h1": one, "h2": two}) as (
-            inputs,
-            loop,
-            _,
-        ),
-    ):
-        surplus(inputs, 1500)
-        await wait_until(lambda: one.switches[0].output, what="h1 switched on at the device")
-        await wait_until(lambda: inputs.devices["h1"].on, what="the read-back")
-        assert not two.switches[0].output
-        assert ("Switch.Set", {"id": 0, "on": True}) in one.calls
-        surplus(inputs, 2500)
-        await wait_until(lambda: two.switches[0].output, what="h2 on")
-        assert state(loop, "h1") == "on"
+async def test_surplus_switches_the_emulated_relay_and_reads_it_back(pair: Pair) -> None:
+    inputs, loop, one, two = pair.inputs, pair.loop, pair.one, pair.two
+    surplus(inputs, 1500)
+    await wait_until(lambda: one.switches[0].output, what="h1 switched on at the device")
+    await wait_until(lambda: inputs.devices["h1"].on, what="the read-back")
+    assert not two.switches[0].output
+    assert ("Switch.Set", {"id": 0, "on": True}) in one.calls
+    surplus(inputs, 2500)
+    await wait_until(lambda: two.switches[0].output, what="h2 on")
+    assert state(loop, "h1") == "on"
 
 
-async def test_a_dead_shelly_is_unavailable_and_rejoins_after_a_power_cut() -> None:
-    async with (
-        two_devices() as (rules, one, two),
-        running(rules, {"h1": one, "h2": two}) as (
-            inputs,
-            loop,
-            _,
-        ),
-    ):
-        surplus(inputs, 1500)
-        await wait_until(lambda: one.switches[0].output and state(loop, "h1") == "on")
-        one.power_cut()
-        await one.stop()
-        await wait_until(lambda: state(loop, "h1") == "unavailable", what="h1 unavailable")
-        await wait_until(lambda: two.switches[0].output, what="h2 takes the power")
-        await one.start()
-        await wait_until(lambda: state(loop, "h1") == "on", timeout=8, what="h1 rejoins")
-        await wait_until(lambda: not two.switches[0].output, what="h2 gives way")
+async def test_a_dead_shelly_is_unavailable_and_rejoins_after_a_power_cut(pair: Pair) -> None:
+    inputs, loop, one, two = pair.inputs, pair.loop, pair.one, pair.two
+    surplus(inputs, 1500)
+    await wait_until(lambda: one.switches[0].output and state(loop, "h1") == "on")
+    one.power_cut()
+    await one.stop()
+    await wait_until(lambda: state(loop, "h1") == "unavailable", what="h1 unavailable")
+    await wait_until(lambda: two.switches[0].output, what="h2 takes the power")
+    await one.start()
+    await wait_until(lambda: state(loop, "h1") == "on", timeout=8, what="h1 rejoins")
+    await wait_until(lambda: not two.switches[0].output, what="h2 gives way")
 
 
 async def test_a_slow_shelly_does_not_delay_a_fast_one() -> None:
@@ -80,21 +88,14 @@ async def test_a_slow_shelly_does_not_delay_a_fast_one() -> None:
             await wait_until(lambda: slow.switches[0].output, timeout=5, what="slow switched")
 
 
-async def test_garbage_answers_make_a_device_unavailable_until_it_recovers() -> None:
-    async with (
-        two_devices() as (rules, one, two),
-        running(rules, {"h1": one, "h2": two}) as (
-            inputs,
-            loop,
-            _,
-        ),
-    ):
-        surplus(inputs, 500)
-        await wait_until(lambda: state(loop, "h1") == "off")
-        one.fault = "garbage"
-        await wait_until(lambda: state(loop, "h1") == "unavailable")
-        one.fault = None
-        await wait_until(lambda: state(loop, "h1") == "off", timeout=8)
+async def test_garbage_answers_make_a_device_unavailable_until_it_recovers(pair: Pair) -> None:
+    inputs, loop, one = pair.inputs, pair.loop, pair.one
+    surplus(inputs, 500)
+    await wait_until(lambda: state(loop, "h1") == "off")
+    one.fault = "garbage"
+    await wait_until(lambda: state(loop, "h1") == "unavailable")
+    one.fault = None
+    await wait_until(lambda: state(loop, "h1") == "off", timeout=8)
 
 
 async def test_toggle_after_switches_off_on_its_own_when_hems_dies() -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hems_rules.errors import RulesError
 from hems_rules.ruleset import load_rules
 from hems_rules.ruleset.compiler import compile_documents
+from hems_rules.ruleset.schema import schema
 from hems_rules.ruleset.yamldoc import parse_yaml
 
 GOOD = """\
@@ -159,3 +160,21 @@ def test_mutated_yaml_never_crashes_and_errors_are_located(
             assert problem.file == "fuzz.yaml"
             assert problem.line >= 1 and problem.column >= 1
             assert problem.message
+
+
+def test_docs_describe_every_key_the_schema_allows() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "rules.md").read_text()
+    keys: set[str] = set()
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            keys.update(node.get("properties", {}))
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(schema())
+    missing = sorted(k for k in keys if f"`{k}`" not in docs)
+    assert not missing, f"docs/rules.md does not describe {missing}"

@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self
 
 from dbus_fast import Message, MessageFlag, MessageType, NameFlag, RequestNameReply, Variant
@@ -158,12 +157,7 @@ class BusService:
         await self.register()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # -- signals ----------------------------------------------------------------------

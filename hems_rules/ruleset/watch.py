@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -87,12 +86,7 @@ class RulesWatcher:
         self._task = asyncio.create_task(self._run(), name="rules-watcher")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

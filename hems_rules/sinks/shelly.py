@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from types import TracebackType
 
 import aiohttp
 
@@ -47,7 +46,6 @@ class ShellyRelay:
         self._available: bool | None = None
         self._measured = False  # has a power reading arrived since the last switch?
         self._asserted_at = 0.0
-        self.commands_sent = 0
 
     def command(self, on: bool) -> None:
         self._wanted = on
@@ -123,7 +121,6 @@ class ShellyRelay:
         if on and toggle_after is not None:
             params["toggle_after"] = toggle_after
         await self._rpc.call("Switch.Set", params)
-        self.commands_sent += 1
         self._asserted_at = time.monotonic() if on and toggle_after is not None else 0.0
         if wanted is not None:
             log.info("%s switched %s", self.consumer.id, "on" if on else "off")
@@ -153,19 +150,11 @@ class ShellyRelays:
         self._session = aiohttp.ClientSession()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._stop(list(self._workers))
         await asyncio.gather(*self._finishing, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-
-    def relay(self, consumer_id: str) -> ShellyRelay:
-        return self._workers[consumer_id][0]
 
     def sync(self, consumers: Iterable[Consumer]) -> None:
         """Start workers for new or changed consumers; stop those no longer in the rules."""
