@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from dbus_fast import Variant
 from hems_rules.app import App, AppOptions
 from hems_rules.dbus.client import BusClient
 from hems_rules.dbus.connection import connect
+from hems_rules.dbus.service import DbusError
+from hems_rules.dbus.settings import Setting, SettingsClient
 from hems_rules.ruleset import load_rules
 from hems_rules.ruleset.rules import ShellyEndpoint
 from hems_rules.sim.gx import SimulatedSettings, SimulatedSystem
@@ -226,3 +229,43 @@ async def test_auto_values_survive_a_restart(rig: Rig) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_simulated_settings_follow_localsettings(dbus_daemon: DbusDaemon) -> None:
+    async with SimulatedSettings(dbus_daemon.address):
+        bus = await connect(dbus_daemon.address)
+        settings = SettingsClient(BusClient(bus))
+        await settings.wait(5)
+        first = "/Settings/Devices/a/ClassAndVrmInstance"
+        second = "/Settings/Devices/b/ClassAndVrmInstance"
+        values = await settings.add(
+            [
+                Setting(first, Variant("s", "battery:200")),
+                Setting(second, Variant("s", "battery:200")),
+            ]
+        )
+        assert values == {first: "battery:200", second: "battery:201"}
+        mode = Setting("/Settings/X/Mode", Variant("i", 0), Variant("i", 0), Variant("i", 1))
+        assert await settings.add([mode]) == {mode.path: 0}
+        assert await settings.set(mode.path, Variant("i", 1))
+        assert not await settings.set(mode.path, Variant("i", 5))  # out of range: -1
+        assert not await settings.set(mode.path, Variant("s", "x"))  # wrong type: -1
+        assert await settings.add([mode]) == {mode.path: 1}  # an existing value is kept
+        with pytest.raises(DbusError, match="error -5"):
+            await settings.add([Setting(mode.path, Variant("s", "text"))])
+        with pytest.raises(DbusError, match="error -9"):
+            await settings.add([Setting("/Elsewhere/Y", Variant("i", 0))])
+        bus.disconnect()
+
+
+async def test_run_with_broken_rules_runs_nothing_and_says_why(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text("consumers:\n  - {id: x, power: 1}\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hems_rules.cli", "run", "--rules", str(tmp_path),
+        "--bus", "unix:path=/nonexistent", "--log-dir", str(tmp_path / "log"),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert "rules.yaml:2:5: consumers[0]: 'shelly' is a required property" in err.decode()
+    assert "nothing runs" in (tmp_path / "log" / "info.log").read_text()

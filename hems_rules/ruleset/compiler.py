@@ -69,7 +69,8 @@ class _Compiler:
         return self.duration(doc, (*path, key), spec[key]) if key in spec else None
 
     def site(self, doc: YamlDocument | None) -> Site:
-        raw = {**schema.defaults("site"), **((doc.data or {}).get("site") or {} if doc else {})}
+        raw = (doc.data or {}).get("site") if doc else None
+        raw = schema.with_defaults(raw or {}, {"$ref": "#/$defs/site"})
         located = doc or YamlDocument("<defaults>", {}, None)
         reservation = self.expression(
             located, ("site", "battery_reservation"), raw["battery_reservation"], RESERVATION_NAMES
@@ -83,7 +84,7 @@ class _Compiler:
             dc_efficiency=raw["dc_efficiency"],
             mqtt=MqttBroker(
                 host=mqtt["host"],
-                port=mqtt.get("port", 1883),
+                port=mqtt["port"],
                 username=mqtt.get("username"),
                 password=mqtt.get("password"),
                 auto_writes=AutoWrites(**mqtt["auto_writes"])
@@ -108,17 +109,17 @@ class _Compiler:
             source = HttpSource(
                 url=body["url"],
                 json=body.get("json"),
-                every=self.duration(doc, (*at, "every"), body.get("every", "10s")),
+                every=self.duration(doc, (*at, "every"), body["every"]),
                 stale_after=stale,
             )
         else:
-            host, port, sensor = body["host"], body.get("port", 80), body.get("sensor", 100)
+            host, port, sensor = body["host"], body["port"], body["sensor"]
             source = HttpSource(
                 url=f"http://{host}:{port}/rpc/Temperature.GetStatus?id={sensor}",
                 json="tC",
-                every=self.duration(doc, (*at, "every"), body.get("every", "10s")),
+                every=self.duration(doc, (*at, "every"), body["every"]),
                 stale_after=stale,
-                user=body.get("user", "admin"),
+                user=body["user"],
                 password=body.get("password"),
             )
         return Variable(name=name, source=source)
@@ -127,7 +128,7 @@ class _Compiler:
         self, doc: YamlDocument, index: int, spec: dict[str, Any], site: Site, names: frozenset[str]
     ) -> Consumer | None:
         path: tuple[PathPart, ...] = ("consumers", index)
-        raw = {**schema.defaults("consumer"), **spec}
+        raw = spec
         if raw["phase"] == "3P" and site.phases != 3:
             self.problems.append(doc.problem((*path, "phase"), "3P needs a 3-phase site"))
         if raw["phase"] in ("L2", "L3") and int(raw["phase"][1]) > site.phases:
@@ -147,9 +148,9 @@ class _Compiler:
                 name=raw.get("name") or raw["id"].replace("_", " ").capitalize(),
                 shelly=ShellyEndpoint(
                     host=shelly["host"],
-                    port=shelly.get("port", 80),
-                    switch=shelly.get("switch", 0),
-                    user=shelly.get("user", "admin"),
+                    port=shelly["port"],
+                    switch=shelly["switch"],
+                    user=shelly["user"],
                     password=shelly.get("password"),
                     toggle_after=toggle_after or None,
                 ),
@@ -227,6 +228,7 @@ def compile_documents(docs: list[YamlDocument], problems: list[Problem] | None =
     if problems:
         raise RulesError(problems)
 
+    docs = [YamlDocument(d.file, schema.with_defaults(d.data or {}), d.root) for d in docs]
     site_doc, variable_places = _first_places(docs, problems)
     compiler = _Compiler(problems)
     site = compiler.site(site_doc)

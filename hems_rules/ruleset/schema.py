@@ -27,10 +27,31 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(schema())
 
 
-def defaults(definition: str) -> dict[str, Any]:
-    """The default of every property of `$defs/<definition>` that has one."""
-    properties = schema()["$defs"][definition]["properties"]
-    return {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def with_defaults(data: Any, node: dict[str, Any] | None = None) -> Any:
+    """A copy of valid data with every default of the schema filled in, at any depth."""
+    node = _resolve(node if node is not None else schema())
+    if isinstance(data, dict):
+        filled = dict(data)
+        properties = node.get("properties", {})
+        for name, spec in properties.items():
+            declared = spec if "default" in spec else _resolve(spec)
+            if name not in filled and "default" in declared:
+                filled[name] = declared["default"]
+        for name, value in filled.items():
+            if name in properties:
+                filled[name] = with_defaults(value, properties[name])
+            elif isinstance(node.get("additionalProperties"), dict):
+                filled[name] = with_defaults(value, node["additionalProperties"])
+        return filled
+    if isinstance(data, list) and isinstance(node.get("items"), dict):
+        return [with_defaults(item, node["items"]) for item in data]
+    return data
 
 
 def _show(value: Any) -> str:
