@@ -140,7 +140,8 @@ class App:
         await settings.wait()
         await HemsSettings(settings, self.inputs).start()
         await SystemSource(client, self.inputs).start()
-        await DbusVariables(client, self.inputs, options.monotonic).start(self.rules)
+        dbus_variables = DbusVariables(client, self.inputs, options.monotonic)
+        await dbus_variables.start(self.rules)
         switch = SwitchService(settings, self.inputs, self.numbers, options.bus_address)
         bms = FakeBms(settings, self.inputs, options.bus_address)
         await switch.start(self.rules)
@@ -167,6 +168,7 @@ class App:
             loop.on_rules(lambda rules: relays.sync(rules.consumers))
             loop.on_rules(switch.use_rules)
             loop.on_rules(bms.use_rules)
+            loop.on_rules(dbus_variables.use_rules)
             if options.variable_sources:
                 loop.on_rules(sources.start)
 

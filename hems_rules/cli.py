@@ -106,7 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     setup_logging(args.log_dir, args.verbose)
-    options = AppOptions(rules_dir=args.rules, bus_address=args.bus)
+    options = AppOptions(rules_dir=args.rules, bus_address=args.bus, poll_interval=args.poll)
     return asyncio.run(run_app(options))
 
 
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rules", type=Path, default=Path("/data/hems-rules/rules"))
     run.add_argument("--bus", help="D-Bus address (default: the system bus)")
     run.add_argument("--log-dir", type=Path, default=Path("/data/log/hems-rules"))
+    run.add_argument("--poll", type=parse_duration, default=5.0, help="Shelly status polling")
     run.add_argument("--verbose", action="store_true", help="debug output on stderr")
     run.set_defaults(handler=_run)
 

@@ -66,7 +66,11 @@ class ShellyRelay:
 
     async def run(self) -> None:
         while True:
-            await self._exchange()
+            try:
+                await self._exchange()
+            except Exception:
+                # A bug with one device must not end its polling, nor anyone else's.
+                log.exception("%s: unexpected failure, retrying", self.consumer.id)
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._next_wait()):

@@ -150,7 +150,7 @@ class HemsSettings:
 
 
 class DbusVariables:
-    """`dbus:` variables: a path on any service; gone with its service."""
+    """`dbus:` variables: a path on any service; gone with its service. Follows reloads."""
 
     def __init__(
         self, client: BusClient, inputs: Inputs, clock: Callable[[], float] = time.monotonic
@@ -158,18 +158,33 @@ class DbusVariables:
         self.client = client
         self.inputs = inputs
         self.clock = clock
+        self._watched: dict[str, DbusSource] = {}
+        self._current: dict[str, DbusSource] = {}
+        self._background = Background()
 
     async def start(self, rules: RuleSet) -> None:
-        for name, variable in rules.variables.items():
-            if isinstance(variable.source, DbusSource):
-                await self._watch(name, variable.source)
+        self._current = {
+            n: v.source for n, v in rules.variables.items() if isinstance(v.source, DbusSource)
+        }
+        for name, source in self._current.items():
+            if self._watched.get(name) != source:
+                self._watched[name] = source
+                await self._watch(name, source)
+
+    def use_rules(self, rules: RuleSet) -> None:
+        self._background.spawn(self.start(rules), name="dbus-variables")
 
     async def _watch(self, name: str, source: DbusSource) -> None:
+        def current() -> bool:
+            # A watch outlives a reload that drops or moves its variable; it then stays quiet.
+            return self._current.get(name) == source
+
         def values(changed: Values) -> None:
-            if source.path in changed:
+            if current() and source.path in changed:
                 self.inputs.set_variable(name, _number(changed[source.path]), self.clock())
 
         def gone() -> None:
-            self.inputs.set_variable(name, None, self.clock())
+            if current():
+                self.inputs.set_variable(name, None, self.clock())
 
         await self.client.watch(source.service, values, gone)

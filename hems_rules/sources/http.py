@@ -45,7 +45,10 @@ class HttpPoller:
 
     async def run(self) -> None:
         while True:
-            await self.poll()
+            try:
+                await self.poll()
+            except Exception:
+                log.exception("%s: unexpected failure, retrying", self.name)
             await asyncio.sleep(self.source.every)
 
     async def poll(self) -> None:

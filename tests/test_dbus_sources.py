@@ -1,0 +1,64 @@
+"""D-Bus variables and the system source against services on a private bus."""
+
+from __future__ import annotations
+
+from hems_rules.dbus.client import BusClient
+from hems_rules.dbus.connection import connect
+from hems_rules.dbus.service import BusService
+from hems_rules.inputs import Inputs
+from hems_rules.sim.gx import SimulatedSettings, SimulatedSystem
+from hems_rules.sources.dbus import DbusVariables, SystemSource
+from tests.bus import DbusDaemon
+from tests.conftest import rules_from, wait_until
+
+RULES = """\
+site: {phases: 1}
+variables:
+  manual: {dbus: {service: com.victronenergy.switch.x, path: /SwitchableOutput/0/State}}
+consumers: []
+"""
+
+
+async def test_a_dbus_variable_follows_its_service_and_reloads(dbus_daemon: DbusDaemon) -> None:
+    rules = rules_from(RULES)
+    inputs = Inputs(rules)
+    bus = await connect(dbus_daemon.address)
+    variables = DbusVariables(BusClient(bus), inputs, clock=lambda: 0.0)
+    await variables.start(rules)
+    assert inputs.variable("manual", 0.0) is None
+    other = BusService("com.victronenergy.switch.x", dbus_daemon.address)
+    other.add("/SwitchableOutput/0/State", 1)
+    await other.register()
+    await wait_until(lambda: inputs.variable("manual", 0.0) == 1.0, what="the scan")
+    other.set("/SwitchableOutput/0/State", 0)
+    await wait_until(lambda: inputs.variable("manual", 0.0) == 0.0, what="a change")
+    await other.close()
+    await wait_until(lambda: inputs.variable("manual", 0.0) is None, what="gone: unknown")
+    await variables.start(rules_from("site: {phases: 1}\nconsumers: []\n"))
+    await other.register()
+    other.set("/SwitchableOutput/0/State", 1)
+    assert inputs.variable("manual", 0.0) is None, "a dropped variable stays quiet"
+    await other.close()
+    bus.disconnect()
+
+
+async def test_the_system_source_follows_the_active_bms(dbus_daemon: DbusDaemon) -> None:
+    inputs = Inputs(rules_from("site: {phases: 1}\nconsumers: []\n"))
+    async with (
+        SimulatedSystem(dbus_daemon.address) as system,
+        SimulatedSettings(dbus_daemon.address),
+        BusService("com.victronenergy.battery.bms", dbus_daemon.address) as bms,
+    ):
+        bms.add("/Info/MaxChargeCurrent", 20.0)
+        bms.add("/Info/MaxChargeVoltage", 55.2)
+        system.update({"/Dc/Battery/Soc": 48.0, "/Unrelated": 1.0})
+        bus = await connect(dbus_daemon.address)
+        await SystemSource(BusClient(bus), inputs).start()
+        await wait_until(lambda: inputs.system.get("/Dc/Battery/Soc") == 48.0)
+        assert "/Unrelated" not in inputs.system
+        system.update({"/ActiveBmsService": "com.victronenergy.battery.bms"})
+        await wait_until(lambda: inputs.max_charge_current == 20.0, what="the BMS limits")
+        assert inputs.max_charge_voltage == 55.2
+        system.update({"/ActiveBmsService": ""})
+        await wait_until(lambda: inputs.max_charge_current is None, what="no BMS, no cap")
+        bus.disconnect()
