@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from dbus_fast import Variant
+from dbus_fast.errors import DBusError
 
 from hems_rules.app import App, AppOptions
 from hems_rules.dbus.client import BusClient
@@ -269,3 +270,21 @@ async def test_run_with_broken_rules_runs_nothing_and_says_why(tmp_path: Path) -
     assert process.returncode == 1
     assert "rules.yaml:2:5: consumers[0]: 'shelly' is a required property" in err.decode()
     assert "nothing runs" in (tmp_path / "log" / "info.log").read_text()
+
+
+async def test_an_instance_changed_on_the_gx_moves_the_service(rig: Rig) -> None:
+    path = "/Settings/Devices/hems_switch/ClassAndVrmInstance"
+    assert await rig.client.set_value(SETTINGS, path, Variant("s", "switch:816")) == 0
+    await wait_until(lambda: rig.app.loop is not None)
+
+    async def moved() -> bool:
+        try:
+            return await rig.value(SWITCH, "/DeviceInstance") == 816
+        except DBusError:  # between releasing the name and requesting it again
+            return False
+
+    for _ in range(100):
+        if await moved():
+            break
+        await asyncio.sleep(0.05)
+    assert await moved()

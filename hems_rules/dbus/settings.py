@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from dbus_fast import Variant
 
+from hems_rules.background import Background
 from hems_rules.dbus.client import BusClient, Values
-from hems_rules.dbus.service import DbusError
+from hems_rules.dbus.service import BusService, DbusError
 from hems_rules.dbus.values import Value, unwrap
 
 log = logging.getLogger(__name__)
@@ -88,3 +89,30 @@ class SettingsClient:
                 on_change(mine)
 
         await self.client.watch(SETTINGS, filtered, lambda: log.warning("%s left", SETTINGS))
+
+
+async def follow_instance(
+    settings: SettingsClient, path: str, service: BusService, background: Background
+) -> None:
+    """Move `service` when its ClassAndVrmInstance setting changes (the GX's device list).
+
+    flashmq caches a service's instance from its first scan, so the name is released and
+    requested again: MQTT topics then move to the new instance.
+    """
+
+    def changed(values: Values) -> None:
+        value = values.get(path)
+        if not isinstance(value, str):
+            return
+        instance = int(value.rpartition(":")[2])
+        if instance != service["/DeviceInstance"]:
+            background.spawn(_move(service, instance), name=f"move-{service.name}")
+
+    await settings.follow([path], changed)
+
+
+async def _move(service: BusService, instance: int) -> None:
+    log.info("%s moves to instance %d", service.name, instance)
+    await service.close()
+    service.set("/DeviceInstance", instance)
+    await service.register()

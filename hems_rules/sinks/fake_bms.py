@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 from hems_rules.background import Background
 from hems_rules.dbus.service import BusService
-from hems_rules.dbus.settings import SettingsClient
+from hems_rules.dbus.settings import SettingsClient, follow_instance
 from hems_rules.inputs import Inputs
 from hems_rules.model import Decision, Plan
-from hems_rules.ruleset.rules import Consumer, RuleSet
+from hems_rules.ruleset.rules import RuleSet
 from hems_rules.sinks.switch_service import device_instance
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,19 @@ class FakeBms:
         self.consumers: dict[str, BusService] = {}
         self._background = Background()
 
-    async def _instance(self, name: str, offset: int) -> int:
+    async def _service(self, name: str, offset: int, product: str) -> BusService:
+        """A registered battery service whose instance follows the GX's device list."""
         path = f"/Settings/Devices/hems_{name}/ClassAndVrmInstance"
-        return await device_instance(self.settings, path, f"battery:{FIRST_INSTANCE + offset}")
+        wanted = f"battery:{FIRST_INSTANCE + offset}"
+        service = _battery(
+            name, self.address, await device_instance(self.settings, path, wanted), product
+        )
+        await service.register()
+        await follow_instance(self.settings, path, service, self._background)
+        return service
 
     async def start(self, rules: RuleSet) -> None:
-        instance = await self._instance("reservation", 0)
-        self.reservation = _battery("reservation", self.address, instance, "HEMS reservation")
-        await self.reservation.register()
+        self.reservation = await self._service("reservation", 0, "HEMS reservation")
         await self.sync(rules)
 
     def use_rules(self, rules: RuleSet) -> None:
@@ -69,13 +74,9 @@ class FakeBms:
             await self.consumers.pop(consumer_id).close()
         for offset, consumer in enumerate(wanted.values(), start=1):
             if consumer.id not in self.consumers:
-                self.consumers[consumer.id] = await self._consumer_service(consumer, offset)
-
-    async def _consumer_service(self, consumer: Consumer, offset: int) -> BusService:
-        instance = await self._instance(consumer.id, offset)
-        service = _battery(consumer.id, self.address, instance, consumer.name)
-        await service.register()
-        return service
+                self.consumers[consumer.id] = await self._service(
+                    consumer.id, offset, consumer.name
+                )
 
     async def close(self) -> None:
         for service in [self.reservation, *self.consumers.values()]:

@@ -15,7 +15,7 @@ from dbus_fast import Variant
 
 from hems_rules.background import Background
 from hems_rules.dbus.service import BusService
-from hems_rules.dbus.settings import Setting, SettingsClient
+from hems_rules.dbus.settings import Setting, SettingsClient, follow_instance
 from hems_rules.dbus.values import Value
 from hems_rules.devices import DeviceNumbers
 from hems_rules.inputs import Inputs
@@ -73,6 +73,7 @@ class SwitchService:
         service.add("/Hems/RulesError", "", kind=str)
         await self._add_devices(rules)
         await service.register()
+        await follow_instance(self.settings, INSTANCE_SETTING, service, self._background)
         log.info("%s registered as switch instance %d", SERVICE, instance)
 
     async def _add_devices(self, rules: RuleSet) -> None:
