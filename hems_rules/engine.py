@@ -8,7 +8,7 @@ so a live cycle, a simulated one and a property test are the same computation.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import lru_cache
 from types import MappingProxyType
@@ -340,6 +340,7 @@ class _Controlled:
     consumer: Consumer
     state: ConsumerState
     fact: DeviceFact
+    note: str | None = None  # what the relay's report revealed this cycle
 
 
 def _shed_text(phase: Phase) -> str:
@@ -358,7 +359,7 @@ def _observe(
         return (state._replace(awaiting=False) if state.awaiting else state), None
     if state.awaiting and state.switched_at is not None and t - state.switched_at < COMMAND_TIMEOUT:
         return state, None
-    note = "did not switch" if state.awaiting else "switched outside hems-rules"
+    note = "did not switch" if state.awaiting else "was switched outside hems-rules"
     return state._replace(on=fact.on, switched_at=t, awaiting=False), note
 
 
@@ -401,7 +402,7 @@ def _release(
         decision = Decision(consumer.id, "off", False, "released", reason, False)
     else:
         code = "released" if state.controlled else "not_controlled"
-        extra = f" ({note})" if note else ""
+        extra = f" (the relay {note})" if note else ""
         decision = Decision(
             consumer.id, "on" if state.on else "off", False, code, f"not controlled: {why}{extra}"
         )
@@ -439,7 +440,7 @@ def decide(
         if why_not is None:
             if not current.controlled:
                 current = current._replace(controlled=True)
-            controlled.append(_Controlled(consumer, current, fact))
+            controlled.append(_Controlled(consumer, current, fact, note))
         else:
             _release(cycle, consumer, current, why_not, note)
 
@@ -452,7 +453,7 @@ def decide(
             else f"consumption on {', '.join(missing)} is unknown"
         )
         cycle.hold_or_stop_unknown(controlled, why)
-        return cycle.plan(), EngineState(MappingProxyType(cycle.states))
+        return _finish(cycle, controlled)
 
     pv = {
         p: _measured(snapshot, f"/Ac/PvOnGrid/{p}/Power")
@@ -476,4 +477,14 @@ def decide(
     cycle.projected = {p: (consumption[p] or 0.0) - own_load[p] for p in phases}
     ranked = sorted(enumerate(controlled), key=lambda item: (item[1].consumer.priority, item[0]))
     cycle.allocate([entry for _, entry in ranked])
+    return _finish(cycle, controlled)
+
+
+def _finish(cycle: _Cycle, controlled: list[_Controlled]) -> tuple[Plan, EngineState]:
+    """The plan, with what the relays revealed this cycle added to their reasons."""
+    for entry in controlled:
+        if entry.note is not None:
+            decision = cycle.decisions[entry.consumer.id]
+            reason = f"{decision.reason} (the relay {entry.note})"
+            cycle.decisions[entry.consumer.id] = replace(decision, reason=reason)
     return cycle.plan(), EngineState(MappingProxyType(cycle.states))

@@ -24,6 +24,7 @@ class EmulatedRelay:
     online: bool = True
     on: bool = False
     power: float | None = None  # None: draws its nominal power while on
+    stuck: bool = False  # answers, but its contact does not move (a welded relay)
 
     def fact(self, nominal: float) -> DeviceFact:
         if not self.online:
@@ -64,7 +65,7 @@ class Plant:
 
     def switch(self, consumer_id: str, on: bool) -> None:
         relay = self.relay(consumer_id)
-        if relay.online:
+        if relay.online and not relay.stuck:
             relay.on = on
 
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:

@@ -249,6 +249,8 @@ def _apply(plant: Plant, controller: Controller, step: Step) -> None:
                 relay.on = False
         if "power" in spec:
             relay.power = spec["power"]
+        if "stuck" in spec:
+            relay.stuck = bool(spec["stuck"])
 
 
 Driver = Callable[[float, Plant], None]
