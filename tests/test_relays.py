@@ -80,7 +80,7 @@ async def test_a_dead_shelly_is_unavailable_and_rejoins_after_a_power_cut(pair: 
 
 async def test_a_slow_shelly_does_not_delay_a_fast_one() -> None:
     async with two_devices() as (rules, slow, fast):
-        slow.delay = 0.4  # under the 0.5 s timeout: slow, not dead
+        slow.delay = 0.3  # under the 0.5 s timeout: slow, not dead
         async with running(rules, {"h1": slow, "h2": fast}) as (inputs, _, _):
             await wait_until(lambda: "h1" in inputs.devices, what="first poll of the slow one")
             surplus(inputs, 2500)
