@@ -288,3 +288,39 @@ async def test_an_instance_changed_on_the_gx_moves_the_service(rig: Rig) -> None
             break
         await asyncio.sleep(0.05)
     assert await moved()
+
+
+async def test_hems_rules_run_stops_on_sigterm_and_releases(
+    dbus_daemon: DbusDaemon, tmp_path: Path
+) -> None:
+    async with (
+        SimulatedSettings(dbus_daemon.address) as settings,
+        SimulatedSystem(dbus_daemon.address) as system,
+        EmulatedShelly() as device,
+    ):
+        system.update(SUNNY)
+        (tmp_path / "rules.yaml").write_text(
+            "site: {phases: 1, battery_reservation: 0}\nconsumers:\n"
+            f"  - {{id: h, shelly: {{host: 127.0.0.1, port: {device.port}}}, power: 1000}}\n"
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hems_rules.cli", "run", "--rules", str(tmp_path),
+            "--bus", dbus_daemon.address, "--log-dir", str(tmp_path / "log"), "--poll", "0.2s",
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        bus = await connect(dbus_daemon.address)
+        client = BusClient(bus)
+        try:
+            await wait_until(lambda: "/Settings/HEMS/Mode" in settings.items, timeout=20)
+            settings.set("/Settings/HEMS/Mode", 1)
+            await wait_until(lambda: device.switches[0].output, timeout=10, what="relay on")
+            process.terminate()
+            assert await asyncio.wait_for(process.wait(), 15) == 0
+            assert not device.switches[0].output, "released on SIGTERM"
+            assert not await client.owner(SWITCH)
+            assert "releasing h" in (tmp_path / "log" / "info.log").read_text()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            bus.disconnect()
