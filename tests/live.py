@@ -26,7 +26,8 @@ def surplus(inputs: Inputs, watts: float) -> None:
 async def meter(inputs: Inputs, devices: dict[str, EmulatedShelly]) -> None:
     """Consumption as a meter reads it: the house plus whatever the relays draw."""
     while True:
-        drawn = sum(s.load for d in devices.values() if d.running for s in d.switches if s.output)
+        unique = {id(d): d for d in devices.values()}.values()  # channels of one device
+        drawn = sum(s.load for d in unique if d.running for s in d.switches if s.output)
         inputs.update_system({"/Ac/Consumption/L1/Power": HOUSE + drawn})
         await asyncio.sleep(0.05)
 

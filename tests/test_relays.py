@@ -115,3 +115,21 @@ async def test_toggle_after_switches_off_on_its_own_when_hems_dies() -> None:
             await wait_until(lambda: sets() >= 3, what="the dead-man re-asserted")
             assert device.switches[0].output
         await wait_until(lambda: not device.switches[0].output, timeout=3, what="fell back off")
+
+
+async def test_channels_of_one_device_share_its_one_request_at_a_time() -> None:
+    async with EmulatedShelly(switches=4, loads=[500.0] * 4) as device:
+        device.delay = 0.02
+        consumers = "\n".join(
+            f"  - {{id: c{i}, shelly: {{host: pro.invalid, port: {device.port}, switch: {i}}},"
+            f" power: 500, priority: {i}}}"
+            for i in range(4)
+        )
+        site = "site: {phases: 1, battery_reservation: 0, loop_interval: 0.2s}"
+        rules = rules_from(f"{site}\nconsumers:\n{consumers}\n")
+        async with running(rules, {f"c{i}": device for i in range(4)}, poll=0.05) as (inputs, _, _):
+            surplus(inputs, 1200)
+            await wait_until(
+                lambda: [s.output for s in device.switches] == [True, True, False, False]
+            )
+            assert device.max_in_flight == 1

@@ -149,6 +149,7 @@ class ShellyRelays:
         self._session: aiohttp.ClientSession | None = None
         self._workers: dict[str, tuple[ShellyRelay, asyncio.Task[None]]] = {}
         self._finishing: set[asyncio.Task[None]] = set()
+        self._clients: dict[tuple[str, int, str, str | None], ShellyRpc] = {}
 
     async def __aenter__(self) -> ShellyRelays:
         self._session = aiohttp.ClientSession()
@@ -175,18 +176,28 @@ class ShellyRelays:
         for consumer_id, consumer in wanted.items():
             if consumer_id in self._workers:
                 continue
-            host, port = self._address(consumer.shelly)
+            worker = ShellyRelay(consumer, self._rpc(consumer), self._report, self._interval)
+            task = asyncio.create_task(worker.run(), name=f"shelly-{consumer_id}")
+            self._workers[consumer_id] = (worker, task)
+
+    def _rpc(self, consumer: Consumer) -> ShellyRpc:
+        """One client per device: channels of a Pro4PM share it, and so its one-at-a-time lock."""
+        assert self._session is not None
+        endpoint = consumer.shelly
+        host, port = self._address(endpoint)
+        key = (host, port, endpoint.user, endpoint.password)
+        rpc = self._clients.get(key)
+        if rpc is None:
             rpc = ShellyRpc(
                 self._session,
                 host,
                 port,
-                user=consumer.shelly.user,
-                password=consumer.shelly.password,
+                user=endpoint.user,
+                password=endpoint.password,
                 timeout=self._timeout,
             )
-            worker = ShellyRelay(consumer, rpc, self._report, self._interval)
-            task = asyncio.create_task(worker.run(), name=f"shelly-{consumer_id}")
-            self._workers[consumer_id] = (worker, task)
+            self._clients[key] = rpc
+        return rpc
 
     def command(self, consumer_id: str, on: bool) -> None:
         entry = self._workers.get(consumer_id)
