@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from hems_rules.ruleset.rules import Phase
 
@@ -19,7 +19,8 @@ NO_LIMIT = -1.0
 DecisionState = Literal["on", "off", "unavailable"]
 
 
-def _empty() -> Mapping[str, object]:
+def _empty() -> Mapping[str, Any]:
+    """An immutable empty mapping, whatever its value type."""
     return MappingProxyType({})
 
 
@@ -55,12 +56,12 @@ class Settings:
 class Snapshot:
     """Everything one cycle may look at. None means invalid or unknown, never zero."""
 
-    system: Mapping[str, float | None] = field(default_factory=_empty)  # type: ignore[arg-type]
+    system: Mapping[str, float | None] = field(default_factory=_empty)
     system_present: bool = True
     settings: Settings = Settings()
-    variables: Mapping[str, float | None] = field(default_factory=_empty)  # type: ignore[arg-type]
-    auto: Mapping[str, int] = field(default_factory=_empty)  # type: ignore[arg-type]
-    devices: Mapping[str, DeviceFact] = field(default_factory=_empty)  # type: ignore[arg-type]
+    variables: Mapping[str, float | None] = field(default_factory=_empty)
+    auto: Mapping[str, int] = field(default_factory=_empty)
+    devices: Mapping[str, DeviceFact] = field(default_factory=_empty)
     max_charge_current: float | None = None
     max_charge_voltage: float | None = None
     hub4_mode: int | None = None
@@ -85,7 +86,7 @@ class ConsumerState(NamedTuple):
 
 @dataclass(frozen=True)
 class EngineState:
-    consumers: Mapping[str, ConsumerState] = field(default_factory=_empty)  # type: ignore[arg-type]
+    consumers: Mapping[str, ConsumerState] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,13 @@ class _Setting(Item):
     maximum: Value = None
 
     def in_range(self, value: Value) -> bool:
-        if not isinstance(value, (int, float)) or self.minimum == self.maximum == 0:
-            return True
+        """localsettings: numbers within min/max; min == max == 0 means no limits."""
         low, high = self.minimum, self.maximum
-        return (low is None or value >= low) and (high is None or value <= high)  # type: ignore[operator]
+        if not isinstance(value, (int, float)) or low == high == 0:
+            return True
+        above = not isinstance(low, (int, float)) or value >= low
+        below = not isinstance(high, (int, float)) or value <= high
+        return above and below
 
 
 class SimulatedSettings(BusService):
