@@ -22,9 +22,24 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+def _inline(node: Any) -> Any:
+    """The schema with every local $ref replaced by its definition.
+
+    Same meaning, but jsonschema no longer resolves references per instance, which made
+    up most of the compile time (the schema has no recursive definitions).
+    """
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline({**_resolve(node), **{k: v for k, v in node.items() if k != "$ref"}})
+        return {k: _inline(v) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v) for v in node]
+    return node
+
+
 @cache
 def _validator() -> Draft202012Validator:
-    return Draft202012Validator(schema())
+    return Draft202012Validator(_inline(schema()))
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
