@@ -43,6 +43,11 @@ stop_service() {
     rm -f "$ROOT/service/hems-rules"
 }
 
+if [ "$ACTION" = install ] && [ "$SRC" = "$(cd "$ROOT$APP" 2>/dev/null && pwd)" ]; then
+    echo "unpack the bundle somewhere else (e.g. /tmp) and run its install.sh from there" >&2
+    exit 2
+fi
+
 if [ "$ACTION" != install ]; then
     stop_service
     remove_hook

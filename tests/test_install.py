@@ -79,3 +79,19 @@ def test_the_installed_app_checks_its_rules(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(app)},
     )
     assert where.stdout.startswith(str(app)), "the installed copy is what runs"
+
+
+def test_installing_from_the_install_directory_itself_is_refused(tmp_path: Path) -> None:
+    install(tmp_path)
+    app = tmp_path / "data" / "hems-rules"
+    (app / "install").mkdir()
+    (app / "install" / "install.sh").write_text(INSTALL.read_text())
+    done = subprocess.run(
+        ["sh", str(app / "install" / "install.sh"), "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "unpack the bundle somewhere else" in done.stderr
+    assert (app / "hems_rules" / "cli.py").is_file(), "nothing was deleted"
