@@ -91,6 +91,11 @@ class SettingsClient:
         await self.client.watch(SETTINGS, filtered, lambda: log.warning("%s left", SETTINGS))
 
 
+def instance_of(class_and_instance: str) -> int:
+    """The DeviceInstance in a ClassAndVrmInstance value such as "switch:815"."""
+    return int(class_and_instance.rpartition(":")[2])
+
+
 async def follow_instance(
     settings: SettingsClient, path: str, service: BusService, background: Background
 ) -> None:
@@ -104,7 +109,7 @@ async def follow_instance(
         value = values.get(path)
         if not isinstance(value, str):
             return
-        instance = int(value.rpartition(":")[2])
+        instance = instance_of(value)
         if instance != service["/DeviceInstance"]:
             background.spawn(_move(service, instance), name=f"move-{service.name}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hems_rules.dbus.values import number
 from hems_rules.inputs import Inputs, SystemValue
 from hems_rules.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
 from hems_rules.ruleset.rules import DbusSource, RuleSet
@@ -35,10 +36,6 @@ class EmulatedRelay:
         if not (self.online and self.on):
             return 0.0
         return nominal if self.power is None else self.power
-
-
-def _number(value: SystemValue) -> float | None:
-    return value if isinstance(value, (int, float)) else None
 
 
 @dataclass
@@ -84,12 +81,12 @@ class Plant:
                 and source.service == service
                 and source.path in values
             ):
-                self.inputs.set_variable(name, _number(values[source.path]), t)
+                self.inputs.set_variable(name, number(values[source.path]), t)
         bms = self._bms()
         self.inputs.set_battery_limits(
-            _number(bms.get("/Info/MaxChargeCurrent")), _number(bms.get("/Info/MaxChargeVoltage"))
+            number(bms.get("/Info/MaxChargeCurrent")), number(bms.get("/Info/MaxChargeVoltage"))
         )
-        hub4 = _number(self.dbus.get(SETTINGS, {}).get(HUB4_MODE))
+        hub4 = number(self.dbus.get(SETTINGS, {}).get(HUB4_MODE))
         self.inputs.set_hub4_mode(None if hub4 is None else int(hub4))
 
     def _bms(self) -> Mapping[str, SystemValue]:
@@ -109,7 +106,7 @@ class Plant:
             draw = relay.draw(consumer.power)
             for phase, watts in consumer.shares(draw):
                 key = f"/Ac/Consumption/{phase}/Power"
-                base = _number(self.inputs.system.get(key))
+                base = number(self.inputs.system.get(key))
                 if base is not None and watts:
                     metered[key] = metered.get(key, base) + watts
         return self.inputs.snapshot(t, metered)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from hems_rules.background import Background
 from hems_rules.dbus.service import BusService
 from hems_rules.dbus.settings import SettingsClient, follow_instance
+from hems_rules.dbus.values import number
 from hems_rules.inputs import Inputs
 from hems_rules.model import Decision, Plan
 from hems_rules.ruleset.rules import RuleSet
@@ -87,13 +88,13 @@ class FakeBms:
         system = self.inputs.system
         voltage = system.get("/Dc/Battery/Voltage")
         charging = system.get("/Dc/Battery/Power")
-        volts = float(voltage) if isinstance(voltage, (int, float)) else 0.0
+        volts = number(voltage) or 0.0
         if self.reservation is not None:
             r = self.reservation
             state = plan.reservation_state
             watts = "unknown" if plan.reservation is None else f"{plan.reservation:.0f} W"
             r.set("/CustomName", f"HEMS reservation {watts} ({state})")
-            power = float(charging) if isinstance(charging, (int, float)) else 0.0
+            power = number(charging) or 0.0
             r.set("/Dc/0/Power", power)
             r.set("/Dc/0/Voltage", volts)
             r.set("/Dc/0/Current", round(power / volts, 2) if volts else 0.0)

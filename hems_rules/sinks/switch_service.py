@@ -15,7 +15,7 @@ from dbus_fast import Variant
 
 from hems_rules.background import Background
 from hems_rules.dbus.service import BusService
-from hems_rules.dbus.settings import Setting, SettingsClient, follow_instance
+from hems_rules.dbus.settings import Setting, SettingsClient, follow_instance, instance_of
 from hems_rules.dbus.values import Value
 from hems_rules.devices import DeviceNumbers
 from hems_rules.inputs import Inputs
@@ -39,7 +39,7 @@ async def device_instance(settings: SettingsClient, path: str, wanted: str) -> i
     """The instance localsettings gives us for `class:preferred`."""
     values = await settings.add([Setting(path, Variant("s", wanted))])
     allocated = str(values[path])
-    return int(allocated.rpartition(":")[2])
+    return instance_of(allocated)
 
 
 class SwitchService:

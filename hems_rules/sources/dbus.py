@@ -15,6 +15,7 @@ from dbus_fast import Variant
 from hems_rules.background import Background
 from hems_rules.dbus.client import BusClient, Values
 from hems_rules.dbus.settings import Setting, SettingsClient
+from hems_rules.dbus.values import number
 from hems_rules.errors import ExpressionError
 from hems_rules.expressions import compile_expression
 from hems_rules.inputs import Inputs
@@ -48,10 +49,6 @@ HEMS_SETTINGS = (
 )
 
 
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 class SystemSource:
     """com.victronenergy.system, the BMS it names, and Hub4Mode, into Inputs."""
 
@@ -78,7 +75,7 @@ class SystemSource:
 
     def _settings(self, values: Values) -> None:
         if HUB4_MODE in values:
-            mode = _number(values[HUB4_MODE])
+            mode = number(values[HUB4_MODE])
             self.inputs.set_hub4_mode(None if mode is None else int(mode))
 
     def _follow_bms(self, service: str | None) -> None:
@@ -93,8 +90,8 @@ class SystemSource:
         def values(changed: Values) -> None:
             if self.bms != service:
                 return
-            current = _number(changed.get("/Info/MaxChargeCurrent", self.inputs.max_charge_current))
-            voltage = _number(changed.get("/Info/MaxChargeVoltage", self.inputs.max_charge_voltage))
+            current = number(changed.get("/Info/MaxChargeCurrent", self.inputs.max_charge_current))
+            voltage = number(changed.get("/Info/MaxChargeVoltage", self.inputs.max_charge_voltage))
             self.inputs.set_battery_limits(current, voltage)
 
         def gone() -> None:
@@ -119,8 +116,8 @@ class HemsSettings:
 
     def _apply(self, values: Values) -> None:
         current = self.inputs.settings
-        mode = _number(values.get(MODE, current.mode))
-        inverter = _number(values.get(INVERTER_POWER, current.continuous_inverter_power))
+        mode = number(values.get(MODE, current.mode))
+        inverter = number(values.get(INVERTER_POWER, current.continuous_inverter_power))
         equation = values.get(EQUATION, current.battery_reservation_equation)
         text = equation if isinstance(equation, str) else ""
         if text != current.battery_reservation_equation:
@@ -181,7 +178,7 @@ class DbusVariables:
 
         def values(changed: Values) -> None:
             if current() and source.path in changed:
-                self.inputs.set_variable(name, _number(changed[source.path]), self.clock())
+                self.inputs.set_variable(name, number(changed[source.path]), self.clock())
 
         def gone() -> None:
             if current():
