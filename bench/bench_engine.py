@@ -14,11 +14,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import consumers_yaml, report
 
-from hems_rules.engine import decide
-from hems_rules.model import DeviceFact, EngineState, Settings, Snapshot
+from hems_rules.core.engine import decide
+from hems_rules.core.model import DeviceFact, EngineState, Settings, Snapshot
 from hems_rules.ruleset import RuleSet, load_rules
-from hems_rules.sim.day import SolarDay
-from hems_rules.sim.scenario import Scenario, run_scenario
+from hems_rules.simulate.day import SolarDay
+from hems_rules.simulate.scenario import Scenario, run_scenario
 
 REPO = Path(__file__).parent.parent
 START = datetime(2026, 6, 21, tzinfo=UTC)

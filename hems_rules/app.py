@@ -23,20 +23,20 @@ from pathlib import Path
 import aiohttp
 
 from hems_rules.background import Background
-from hems_rules.controller import Controller
+from hems_rules.core.controller import Controller
+from hems_rules.core.inputs import Inputs
 from hems_rules.dbus.client import BusClient
 from hems_rules.dbus.connection import connect
 from hems_rules.dbus.settings import SettingsClient
-from hems_rules.devices import DeviceNumbers
-from hems_rules.inputs import Inputs
 from hems_rules.loop import EngineLoop, local_now
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.changes import RulesChange
 from hems_rules.ruleset.rules import HttpSource, MqttSource
 from hems_rules.ruleset.watch import RulesWatcher
-from hems_rules.sinks.fake_bms import FakeBms
-from hems_rules.sinks.shelly import Address, ShellyRelays, direct
+from hems_rules.shelly.relays import Address, ShellyRelays, direct
+from hems_rules.sinks.device_numbers import DeviceNumbers
 from hems_rules.sinks.switch_service import SwitchService
+from hems_rules.sinks.vrm_battery import VrmBatteries
 from hems_rules.sources.dbus import DbusVariables, HemsSettings, SystemSource
 from hems_rules.sources.http import HttpPoller
 from hems_rules.sources.mqtt import MqttVariables
@@ -143,7 +143,7 @@ class App:
         dbus_variables = DbusVariables(client, self.inputs, options.monotonic)
         await dbus_variables.start(self.rules)
         switch = SwitchService(settings, self.inputs, self.numbers, options.bus_address)
-        bms = FakeBms(settings, self.inputs, options.bus_address)
+        bms = VrmBatteries(settings, self.inputs, options.bus_address)
         await switch.start(self.rules)
         await bms.start(self.rules)
         async with (

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hems_rules.app import AppOptions, run_app, setup_logging
+from hems_rules.core.model import Decision
+from hems_rules.demo.demo import run_demo
 from hems_rules.errors import HemsError
-from hems_rules.model import Decision
 from hems_rules.ruleset.compiler import load_rules
 from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import RuleSet
-from hems_rules.sim.demo import run_demo
-from hems_rules.sim.scenario import decision_line, load_scenario, run_scenario
+from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
 
 
 def _summary(rules: RuleSet) -> str:

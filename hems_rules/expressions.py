@@ -21,6 +21,8 @@ from asteval import Interpreter
 from hems_rules.errors import ExpressionError
 
 MAX_LENGTH = 500
+# The one name a battery reservation equation may use.
+RESERVATION_NAMES = frozenset({"SOC"})
 MAX_EXPONENT = 8
 
 

@@ -3,7 +3,7 @@
 A cycle runs when an input changes (after a short debounce, so a burst of D-Bus
 updates is one decision) and at least every `loop_interval`. Commands go to the relay
 sink without waiting for the relays; what they report back is an input for the next
-cycle. Plan publishers (the switch service, fake BMS, logs) see every plan.
+cycle. Plan publishers (the switch service, the VRM battery view, logs) see every plan.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from hems_rules.controller import Controller
-from hems_rules.inputs import Inputs
-from hems_rules.model import Decision, Plan
+from hems_rules.core.controller import Controller
+from hems_rules.core.inputs import Inputs
+from hems_rules.core.model import Decision, Plan
 from hems_rules.ruleset.rules import RuleSet
 
 log = logging.getLogger(__name__)

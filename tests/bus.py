@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hems_rules.sim.bus import PrivateBus
+from hems_rules.demo.bus import PrivateBus
 
 BUSITEM = "com.victronenergy.BusItem"
 

@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from hems_rules.controller import Controller
-from hems_rules.inputs import Inputs
+from hems_rules.core.controller import Controller
+from hems_rules.core.inputs import Inputs
+from hems_rules.core.model import Settings
+from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.loop import EngineLoop
-from hems_rules.model import Settings
 from hems_rules.ruleset import RuleSet
 from hems_rules.ruleset.rules import ShellyEndpoint
-from hems_rules.sim.shelly_emulator import EmulatedShelly
-from hems_rules.sinks.shelly import ShellyRelays
+from hems_rules.shelly.relays import ShellyRelays
 
 HOUSE = 500.0
 

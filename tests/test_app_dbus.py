@@ -17,10 +17,10 @@ from hems_rules.dbus.client import BusClient
 from hems_rules.dbus.connection import connect
 from hems_rules.dbus.service import DbusError
 from hems_rules.dbus.settings import Setting, SettingsClient
+from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
+from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.ruleset import load_rules
 from hems_rules.ruleset.rules import ShellyEndpoint
-from hems_rules.sim.gx import SimulatedSettings, SimulatedSystem
-from hems_rules.sim.shelly_emulator import EmulatedShelly
 from tests.bus import DbusDaemon
 from tests.conftest import wait_until
 

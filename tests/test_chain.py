@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 
-from hems_rules.sim.shelly_emulator import EmulatedShelly
+from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.sources.mqtt import MqttVariables
 from tests.broker import Mosquitto
 from tests.conftest import rules_from, wait_until

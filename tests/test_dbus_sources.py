@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from hems_rules.core.inputs import Inputs
 from hems_rules.dbus.client import BusClient
 from hems_rules.dbus.connection import connect
 from hems_rules.dbus.service import BusService
-from hems_rules.inputs import Inputs
-from hems_rules.sim.gx import SimulatedSettings, SimulatedSystem
+from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.sources.dbus import DbusVariables, SystemSource
 from tests.bus import DbusDaemon
 from tests.conftest import rules_from, wait_until

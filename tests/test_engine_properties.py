@@ -9,9 +9,9 @@ from types import MappingProxyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hems_rules.engine import decide
+from hems_rules.core.engine import decide
+from hems_rules.core.model import DeviceFact, EngineState, Plan, Settings, Snapshot
 from hems_rules.expressions import compile_expression
-from hems_rules.model import DeviceFact, EngineState, Plan, Settings, Snapshot
 from hems_rules.ruleset.rules import Consumer, RuleSet, ShellyEndpoint, Site
 
 START = datetime(2026, 6, 21, 9, 0, tzinfo=UTC)

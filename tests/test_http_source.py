@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.ruleset.rules import HttpSource
-from hems_rules.sim.shelly_emulator import EmulatedShelly
 from hems_rules.sources.http import FAILURES_BEFORE_UNKNOWN, HttpPoller
 
 

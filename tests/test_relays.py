@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from hems_rules.inputs import Inputs
+from hems_rules.core.inputs import Inputs
+from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet
-from hems_rules.sim.shelly_emulator import EmulatedShelly
 from tests.conftest import rules_from, wait_until
 from tests.live import running, surplus
 

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from hems_rules.shelly_rpc import (
+from hems_rules.demo.shelly_emulator import EmulatedShelly
+from hems_rules.shelly.rpc import (
     DeviceConnectionError,
     DeviceTimeoutError,
     InvalidAuthError,
@@ -16,7 +17,6 @@ from hems_rules.shelly_rpc import (
     RpcCallError,
     ShellyRpc,
 )
-from hems_rules.sim.shelly_emulator import EmulatedShelly
 from tests.conftest import wait_until
 
 

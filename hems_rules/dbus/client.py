@@ -17,7 +17,7 @@ from dbus_fast.errors import DBusError
 
 from hems_rules.background import Background
 from hems_rules.dbus.service import BUSITEM
-from hems_rules.dbus.values import Value, unwrap
+from hems_rules.dbus.variants import Value, unwrap
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dbus_fast.aio import MessageBus
 
 from hems_rules import __version__
 from hems_rules.dbus.connection import connect
-from hems_rules.dbus.values import Value, unwrap, wrap
+from hems_rules.dbus.variants import Value, unwrap, wrap
 from hems_rules.errors import HemsError
 
 log = logging.getLogger(__name__)

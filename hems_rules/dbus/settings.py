@@ -12,7 +12,7 @@ from dbus_fast import Variant
 from hems_rules.background import Background
 from hems_rules.dbus.client import BusClient, Values
 from hems_rules.dbus.service import BusService, DbusError
-from hems_rules.dbus.values import Value, unwrap
+from hems_rules.dbus.variants import Value, unwrap
 
 log = logging.getLogger(__name__)
 

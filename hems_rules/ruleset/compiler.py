@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from hems_rules.errors import ExpressionError, Problem, RulesError
-from hems_rules.expressions import FUNCTIONS, Expression, compile_expression
+from hems_rules.expressions import FUNCTIONS, RESERVATION_NAMES, Expression, compile_expression
 from hems_rules.ruleset import schema
 from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import (
@@ -31,7 +31,6 @@ from hems_rules.ruleset.rules import (
 from hems_rules.ruleset.yamldoc import PathPart, YamlDocument, parse_yaml
 
 RULE_SUFFIXES = (".yaml", ".yml")
-RESERVATION_NAMES = frozenset({"SOC"})
 
 
 def rule_files(directory: Path) -> list[Path]:

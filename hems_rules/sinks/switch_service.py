@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dbus_fast import Variant
 
 from hems_rules.background import Background
+from hems_rules.core.inputs import Inputs
+from hems_rules.core.model import Decision, Plan
 from hems_rules.dbus.service import BusService
 from hems_rules.dbus.settings import Setting, SettingsClient, follow_instance, instance_of
-from hems_rules.dbus.values import Value
-from hems_rules.devices import DeviceNumbers
-from hems_rules.inputs import Inputs
-from hems_rules.model import Decision, Plan
+from hems_rules.dbus.variants import Value
 from hems_rules.ruleset.rules import PHASES, RuleSet
+from hems_rules.sinks.device_numbers import DeviceNumbers
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,13 @@ from collections.abc import Callable
 from dbus_fast import Variant
 
 from hems_rules.background import Background
+from hems_rules.core.inputs import Inputs
+from hems_rules.core.model import NO_LIMIT, Settings
 from hems_rules.dbus.client import BusClient, Values
 from hems_rules.dbus.settings import Setting, SettingsClient
-from hems_rules.dbus.values import number
 from hems_rules.errors import ExpressionError
-from hems_rules.expressions import compile_expression
-from hems_rules.inputs import Inputs
-from hems_rules.model import NO_LIMIT, Settings
-from hems_rules.ruleset.compiler import RESERVATION_NAMES
+from hems_rules.expressions import RESERVATION_NAMES, compile_expression
+from hems_rules.numbers import number
 from hems_rules.ruleset.rules import PHASES, DbusSource, RuleSet
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from hems_rules.digest import DigestAuth
 from hems_rules.ruleset.rules import HttpSource
-from hems_rules.sources.values import extract
+from hems_rules.shelly.digest import DigestAuth
+from hems_rules.sources.payloads import extract
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import aiomqtt
 
 from hems_rules.ruleset.rules import AutoWrites, MqttBroker, MqttSource
-from hems_rules.sources.values import extract
+from hems_rules.sources.payloads import extract
 
 log = logging.getLogger(__name__)
 

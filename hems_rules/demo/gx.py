@@ -14,7 +14,7 @@ from typing import Any
 from dbus_fast import Message, Variant
 
 from hems_rules.dbus.service import BusService, Item
-from hems_rules.dbus.values import Value, unwrap, wrap
+from hems_rules.dbus.variants import Value, unwrap, wrap
 
 SETTINGS_INTERFACE = "com.victronenergy.Settings"
 

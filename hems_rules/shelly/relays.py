@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 
 import aiohttp
 
-from hems_rules.model import UNAVAILABLE, DeviceFact
+from hems_rules.core.model import UNAVAILABLE, DeviceFact
 from hems_rules.ruleset.rules import Consumer, ShellyEndpoint
-from hems_rules.shelly_rpc import ShellyError, ShellyRpc
+from hems_rules.shelly.rpc import ShellyError, ShellyRpc
 
 log = logging.getLogger(__name__)
 

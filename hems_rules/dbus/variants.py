@@ -35,10 +35,3 @@ def unwrap(variant: Any) -> Value:
     if isinstance(value, (int, float, str)):
         return value
     return None
-
-
-def number(value: object) -> float | None:
-    """A reading as a float; None for invalid, text or anything that is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)

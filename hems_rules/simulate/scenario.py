@@ -16,14 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hems_rules.controller import Controller
+from hems_rules.core.controller import Controller
+from hems_rules.core.model import Decision, Plan, Settings
 from hems_rules.errors import HemsError, RulesError
-from hems_rules.model import Decision, Plan, Settings
 from hems_rules.ruleset.compiler import compile_documents, load_rules
 from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import RuleSet
 from hems_rules.ruleset.yamldoc import YamlDocument, parse_yaml
-from hems_rules.sim.plant import Plant
+from hems_rules.simulate.plant import Plant
 
 DEBOUNCE = 0.1
 DEFAULT_START = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)

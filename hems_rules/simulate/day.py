@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hems_rules.inputs import SystemValue
+from hems_rules.core.inputs import SystemValue
 from hems_rules.ruleset.rules import PHASES, RuleSet
 
 _HOUR = 3600.0

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import TextIO
 
 from hems_rules.app import App, AppOptions
-from hems_rules.dbus.values import Value
-from hems_rules.inputs import Inputs, SystemValue
+from hems_rules.core.inputs import Inputs, SystemValue
+from hems_rules.dbus.variants import Value
+from hems_rules.demo.bus import PrivateBus
+from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
+from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.rules import PHASES, ShellyEndpoint
-from hems_rules.sim.bus import PrivateBus
-from hems_rules.sim.day import Cloud, SolarDay
-from hems_rules.sim.gx import SimulatedSettings, SimulatedSystem
-from hems_rules.sim.shelly_emulator import EmulatedShelly
+from hems_rules.simulate.day import Cloud, SolarDay
 
 log = logging.getLogger(__name__)
 

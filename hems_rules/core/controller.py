@@ -11,8 +11,8 @@ import logging
 from datetime import datetime
 from types import MappingProxyType
 
-from hems_rules.engine import decide
-from hems_rules.model import Decision, EngineState, Plan, Snapshot
+from hems_rules.core.engine import decide
+from hems_rules.core.model import Decision, EngineState, Plan, Snapshot
 from hems_rules.ruleset.changes import RulesChange, compare
 from hems_rules.ruleset.rules import RuleSet
 

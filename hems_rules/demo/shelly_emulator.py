@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from hems_rules.digest import parse_challenge, response_hash
+from hems_rules.shelly.digest import parse_challenge, response_hash
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from types import MappingProxyType
 
-from hems_rules.errors import ExpressionError
-from hems_rules.expressions import Evaluation, Expression, compile_expression
-from hems_rules.model import (
+from hems_rules.core.model import (
     UNAVAILABLE,
     ConsumerState,
     Decision,
@@ -24,7 +22,8 @@ from hems_rules.model import (
     Plan,
     Snapshot,
 )
-from hems_rules.ruleset.compiler import RESERVATION_NAMES
+from hems_rules.errors import ExpressionError
+from hems_rules.expressions import RESERVATION_NAMES, Evaluation, Expression, compile_expression
 from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
 
 # A relay that has not confirmed a command after this long is believed as reported.

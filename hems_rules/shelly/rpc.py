@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from hems_rules.digest import DigestAuth
 from hems_rules.errors import HemsError
+from hems_rules.shelly.digest import DigestAuth
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from hems_rules.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
+from hems_rules.core.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
 from hems_rules.ruleset.rules import RuleSet
 
 SystemValue = float | str | None

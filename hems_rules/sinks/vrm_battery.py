@@ -17,11 +17,11 @@ import logging
 from collections.abc import Sequence
 
 from hems_rules.background import Background
+from hems_rules.core.inputs import Inputs
+from hems_rules.core.model import Decision, Plan
 from hems_rules.dbus.service import BusService
 from hems_rules.dbus.settings import SettingsClient, follow_instance
-from hems_rules.dbus.values import number
-from hems_rules.inputs import Inputs
-from hems_rules.model import Decision, Plan
+from hems_rules.numbers import number
 from hems_rules.ruleset.rules import RuleSet
 from hems_rules.sinks.switch_service import device_instance
 
@@ -42,7 +42,7 @@ def _battery(name: str, address: str | None, instance: int, product: str) -> Bus
     return service
 
 
-class FakeBms:
+class VrmBatteries:
     def __init__(self, settings: SettingsClient, inputs: Inputs, address: str | None = None):
         self.settings = settings
         self.inputs = inputs

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hems_rules.dbus.values import number
-from hems_rules.inputs import Inputs, SystemValue
-from hems_rules.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
+from hems_rules.core.inputs import Inputs, SystemValue
+from hems_rules.core.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
+from hems_rules.numbers import number
 from hems_rules.ruleset.rules import DbusSource, RuleSet
 
 SETTINGS = "com.victronenergy.settings"
