@@ -8,12 +8,13 @@ its bounds on size, depth and aliases are the only ones either needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 import yaml
 from yaml.composer import ComposerError
 
+from hems_rules import numbers
 from hems_rules.errors import Problem
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -26,6 +27,7 @@ PathPart = str | int
 MAX_CHARS = 1_000_000
 MAX_NODES = 100_000
 MAX_DEPTH = 32
+INT_TAG, FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 
 
 def format_path(path: tuple[PathPart, ...] | list[PathPart]) -> str:
@@ -88,6 +90,26 @@ class _Events(Protocol):
     def peek_event(self) -> Any: ...
     def check_event(self, *choices: type[yaml.Event]) -> bool: ...
     def resolve(self, kind: type[yaml.Node], value: str | None, implicit: Any) -> str: ...
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int: ...
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float: ...
+
+
+@dataclass
+class _Open:
+    """A sequence or mapping whose end event has not come yet."""
+
+    node: yaml.SequenceNode | yaml.MappingNode
+    path: tuple[PathPart, ...]
+    children: list[yaml.Node] = field(default_factory=list)
+    keys: dict[Any, yaml.Node] = field(default_factory=dict)
+
+    def child_path(self) -> tuple[PathPart, ...]:
+        if isinstance(self.node, yaml.SequenceNode):
+            return (*self.path, len(self.children))
+        if len(self.children) % 2 == 0:
+            return self.path  # a key: its problems point at the mapping's path
+        key = self.children[-1]
+        return (*self.path, key.value if isinstance(key, yaml.ScalarNode) else "?")
 
 
 class _Composer:
@@ -97,6 +119,8 @@ class _Composer:
     walk follows forever) and expands aliases without limit. Here an alias may only
     name a finished value, each alias counts the values it stands for, and the depth is
     checked as the events arrive, so a hostile document costs at most MAX_NODES steps.
+    Every scalar is checked where it is read: duplicate keys and numbers that are not
+    finite or too big are problems located at their path.
     """
 
     def __init__(self, loader: _Events, file: str) -> None:
@@ -105,7 +129,7 @@ class _Composer:
         self.anchors: dict[str, yaml.Node] = {}
         self.sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once closed
         self.values = 0
-        self.duplicates: list[Problem] = []
+        self.problems: list[Problem] = []
 
     def _refuse(self, message: str, mark: Any) -> NoReturn:
         raise ComposerError(None, None, message, mark)
@@ -116,6 +140,12 @@ class _Composer:
             self._refuse(f"more than {MAX_NODES} values (counting what aliases repeat)", mark)
         if depth > MAX_DEPTH:
             self._refuse(f"nested deeper than {MAX_DEPTH} levels", mark)
+
+    def _problem(self, node: yaml.Node, path: tuple[PathPart, ...], message: str) -> None:
+        mark = node.start_mark
+        self.problems.append(
+            Problem(self.file, mark.line + 1, mark.column + 1, format_path(path), message)
+        )
 
     def compose(self) -> yaml.Node | None:
         loader = self.loader
@@ -133,13 +163,15 @@ class _Composer:
 
     def _node(self) -> yaml.Node:
         loader = self.loader
-        open_nodes: list[tuple[yaml.CollectionNode, list[yaml.Node], dict[Any, yaml.Node]]] = []
+        stack: list[_Open] = []
         while True:
             event = loader.get_event()
             kind = type(event)
+            path = stack[-1].child_path() if stack else ()
             node: yaml.Node
             if kind in (yaml.SequenceEndEvent, yaml.MappingEndEvent):
-                node, children, _ = open_nodes.pop()
+                done = stack.pop()
+                node, children = done.node, done.children
                 node.end_mark = event.end_mark
                 if isinstance(node, yaml.MappingNode):
                     node.value = list(zip(children[::2], children[1::2], strict=True))
@@ -149,17 +181,19 @@ class _Composer:
                 depth = 1 + max((self.sizes[id(c)][1] for c in children), default=0)
                 self.sizes[id(node)] = (values, depth)
             elif kind is yaml.AliasEvent:
-                node = self._alias(event, len(open_nodes))
+                node = self._alias(event, len(stack))
             elif kind is yaml.ScalarEvent:
                 tag = event.tag
                 if tag is None or tag == "!":
                     tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-                node = yaml.ScalarNode(
+                scalar = yaml.ScalarNode(
                     tag, event.value, event.start_mark, event.end_mark, event.style
                 )
-                self._count(1, len(open_nodes), event.start_mark)
-                self.sizes[id(node)] = (1, 0)
-                self._anchor(event, node)
+                self._count(1, len(stack), event.start_mark)
+                self.sizes[id(scalar)] = (1, 0)
+                self._anchor(event, scalar)
+                self._check_number(scalar, path)
+                node = scalar
             else:
                 assert kind in (yaml.SequenceStartEvent, yaml.MappingStartEvent), event
                 node_kind = (
@@ -169,16 +203,16 @@ class _Composer:
                 if tag is None or tag == "!":
                     tag = loader.resolve(node_kind, None, event.implicit)
                 collection = node_kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
-                self._count(1, len(open_nodes) + 1, event.start_mark)
+                self._count(1, len(stack) + 1, event.start_mark)
                 self._anchor(event, collection)
-                open_nodes.append((collection, [], {}))
+                stack.append(_Open(collection, path))
                 continue
-            if not open_nodes:
+            if not stack:
                 return node
-            parent, children, keys = open_nodes[-1]
-            if isinstance(parent, yaml.MappingNode) and len(children) % 2 == 0:
-                self._key(node, keys)
-            children.append(node)
+            parent = stack[-1]
+            if isinstance(parent.node, yaml.MappingNode) and len(parent.children) % 2 == 0:
+                self._key(node, parent.keys)
+            parent.children.append(node)
 
     def _anchor(self, event: Any, node: yaml.Node) -> None:
         if event.anchor is None:
@@ -207,15 +241,23 @@ class _Composer:
             return
         first = keys.setdefault(key.value, key)
         if first is not key:
-            self.duplicates.append(
-                Problem(
-                    self.file,
-                    key.start_mark.line + 1,
-                    key.start_mark.column + 1,
-                    "",
-                    f"duplicate key {key.value!r} (first at line {first.start_mark.line + 1})",
-                )
-            )
+            line = first.start_mark.line + 1
+            self._problem(key, (), f"duplicate key {key.value!r} (first at line {line})")
+
+    def _check_number(self, node: yaml.ScalarNode, path: tuple[PathPart, ...]) -> None:
+        """YAML's own number syntax, then the one check every number passes (numbers.py)."""
+        if node.tag == INT_TAG:
+            construct: Any = self.loader.construct_yaml_int
+        elif node.tag == FLOAT_TAG:
+            construct = self.loader.construct_yaml_float
+        else:
+            return
+        try:
+            if len(node.value) > numbers.MAX_CHARS:
+                raise numbers.too_long(node.value)
+            numbers.checked(construct(node))
+        except ValueError as err:
+            self._problem(node, path, str(err))
 
 
 def parse_yaml(file: str, text: str) -> tuple[YamlDocument | None, list[Problem]]:
@@ -227,8 +269,8 @@ def parse_yaml(file: str, text: str) -> tuple[YamlDocument | None, list[Problem]
         try:
             composer = _Composer(loader, file)
             root = composer.compose()
-            if composer.duplicates:
-                return None, composer.duplicates
+            if composer.problems:
+                return None, composer.problems
             data = loader.construct_document(root) if root is not None else None
         finally:
             loader.dispose()
