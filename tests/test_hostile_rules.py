@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hems_rules.cli import main
 from hems_rules.errors import RulesError
 from hems_rules.ruleset import load_rules
 
@@ -137,3 +138,46 @@ def test_the_largest_values_in_range_still_load(tmp_path: Path) -> None:
     rules = load_rules(tmp_path)
     assert rules.consumers[0].min_on == 7 * 86400
     assert rules.site.loop_interval == 600
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("name: Heater", 'name: "Heat\\0er"', "7:11: consumers[0].name: contains U+0000"),
+        ("name: Heater", 'name: "\\e[2J\\e[31mHeater"', "7:11: consumers[0].name: contains U+001B"),
+        ("name: Heater", 'name: "Heater\\x85"', "consumers[0].name: contains U+0085"),
+        ("name: Heater", 'name: "\\x7f"', "consumers[0].name: contains U+007F"),
+        (
+            "host: 10.0.0.5",
+            'host: "10.0.0.5\\r"',
+            "8:20: consumers[0].shelly.host: contains U+000D",
+        ),
+        ("id: heater", '"id\\x1b": heater', "6:5: consumers[0]: contains U+001B"),
+    ],
+)
+def test_control_characters_in_strings_are_located_errors(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    error = the_error(tmp_path, old, new)
+    assert expected in error, error
+    assert "\x1b" not in error and "\x00" not in error
+
+
+def test_a_raw_control_character_is_located_where_it_is(tmp_path: Path) -> None:
+    error = the_error(tmp_path, "name: Heater", "name: Heat\x1b[31mer")
+    assert (
+        error
+        == "7:15: YAML error: unacceptable character U+001B: control characters are not allowed"
+    )
+
+
+def test_check_output_never_carries_terminal_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "\x1b[31mred.yaml").write_text("consumers: [\n")
+    (tmp_path / "rules.yaml").write_text(RULES.replace("name: Heater", 'name: "\\e]0;pwned\\a"'))
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr()
+    assert "\\x1b[31mred.yaml:2:1: YAML error" in out.err
+    assert "consumers[0].name: contains U+001B" in out.err
+    assert not any(ch in out.err + out.out for ch in "\x1b\x07\x00")

@@ -8,11 +8,13 @@ its bounds on size, depth and aliases are the only ones either needs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 import yaml
 from yaml.composer import ComposerError
+from yaml.reader import ReaderError
 
 from hems_rules import numbers
 from hems_rules.errors import Problem
@@ -27,6 +29,7 @@ PathPart = str | int
 MAX_CHARS = 1_000_000
 MAX_NODES = 100_000
 MAX_DEPTH = 32
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 INT_TAG, FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 
 
@@ -193,6 +196,7 @@ class _Composer:
                 self.sizes[id(scalar)] = (1, 0)
                 self._anchor(event, scalar)
                 self._check_number(scalar, path)
+                self._check_text(scalar, path)
                 node = scalar
             else:
                 assert kind in (yaml.SequenceStartEvent, yaml.MappingStartEvent), event
@@ -244,6 +248,16 @@ class _Composer:
             line = first.start_mark.line + 1
             self._problem(key, (), f"duplicate key {key.value!r} (first at line {line})")
 
+    def _check_text(self, node: yaml.ScalarNode, path: tuple[PathPart, ...]) -> None:
+        """No string the rules carry may hold a control character (escapes let them in).
+
+        A NUL in a name broke the D-Bus service; an ESC let a rule file write terminal
+        codes into `check` output. Tab and newline stay allowed for block text.
+        """
+        found = _CONTROL.search(node.value)
+        if found:
+            self._problem(node, path, f"contains U+{ord(found.group()):04X}, a control character")
+
     def _check_number(self, node: yaml.ScalarNode, path: tuple[PathPart, ...]) -> None:
         """YAML's own number syntax, then the one check every number passes (numbers.py)."""
         if node.tag == INT_TAG:
@@ -278,6 +292,11 @@ def parse_yaml(file: str, text: str) -> tuple[YamlDocument | None, list[Problem]
         mark = err.problem_mark or err.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = " ".join(s for s in (err.context, err.problem) if s)
+        return None, [Problem(file, line, column, "", f"YAML error: {what}")]
+    except ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        column = err.position - text.rfind("\n", 0, err.position)
+        what = f"unacceptable character U+{err.character:04X}: {err.reason}"
         return None, [Problem(file, line, column, "", f"YAML error: {what}")]
     except yaml.YAMLError as err:
         return None, [Problem(file, 1, 1, "", f"YAML error: {err}")]
