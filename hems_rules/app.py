@@ -181,9 +181,7 @@ class App:
             switch.show_rules_error("" if error is None else str(error))
 
         self.watcher = await stack.enter_async_context(
-            RulesWatcher(
-                options.rules_dir, rules, lambda new, _: loop.swap_rules(new), on_error=rules_error
-            )
+            RulesWatcher(options.rules_dir, rules, loop.swap_rules, on_error=rules_error)
         )
 
     async def _release(self, relays: ShellyRelays) -> None:

@@ -73,10 +73,6 @@ class Health:
     def failing(self) -> bool:
         return self.failures > 0
 
-    @property
-    def configuration_fault(self) -> bool:
-        return isinstance(self.error, ConfigurationError)
-
     def failed(self, error: BaseException) -> bool:
         """Count a failure; True when it was logged (a new failure, or a new kind of one)."""
         self.failures += 1
