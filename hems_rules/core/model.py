@@ -29,11 +29,13 @@ class DeviceFact:
     """What a relay reports: reachable or not, its output, and its measured draw.
 
     `power` is None until a measurement has arrived since the relay last switched.
+    `cause` says why an unavailable relay is unavailable, in plain words for the Reason.
     """
 
     available: bool = True
     on: bool = False
     power: float | None = None
+    cause: str = "the relay does not answer"
 
     def __post_init__(self) -> None:
         if self.power is not None and self.power < 0:
