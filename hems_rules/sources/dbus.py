@@ -37,11 +37,7 @@ MAX_CURRENT = "/Info/MaxChargeCurrent"
 MAX_VOLTAGE = "/Info/MaxChargeVoltage"
 
 SYSTEM_PATHS = frozenset(
-    [
-        f"/Ac/{kind}/{p}/Power"
-        for kind in ("PvOnGrid", "PvOnOutput", "Consumption", "Grid")
-        for p in PHASES
-    ]
+    [f"/Ac/{kind}/{p}/Power" for kind in ("PvOnGrid", "PvOnOutput", "Consumption") for p in PHASES]
     + ["/Dc/Pv/Power", "/Dc/Battery/Power", "/Dc/Battery/Soc", "/Dc/Battery/Voltage", ACTIVE_BMS]
 )
 
