@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import aiohttp
 
@@ -18,8 +18,10 @@ from hems_rules.core.inputs import Inputs
 from hems_rules.health import Faults
 from hems_rules.ruleset.rules import HttpSource, MqttSource, RuleSet
 from hems_rules.sources.http import HttpPoller
-from hems_rules.sources.mqtt import AutoReport, MqttVariables
 from hems_rules.tasks import Tasks
+
+if TYPE_CHECKING:
+    from hems_rules.sources.mqtt import AutoReport
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,9 @@ class VariableSources:
         mqtt = {n: v.source for n, v in rules.variables.items() if isinstance(v.source, MqttSource)}
         broker = rules.site.mqtt
         if broker is not None and (mqtt or broker.auto_writes):
+            # aiomqtt and paho are loaded only where MQTT is used.
+            from hems_rules.sources.mqtt import MqttVariables  # noqa: PLC0415
+
             source = MqttVariables(broker, mqtt, self.report, self._on_auto, faults=self._faults)
             self._tasks.keep_running("mqtt", source.run)
         elif mqtt:
