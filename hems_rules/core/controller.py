@@ -13,10 +13,13 @@ from types import MappingProxyType
 
 from hems_rules.core.engine import decide
 from hems_rules.core.model import Decision, EngineState, Plan, Snapshot
+from hems_rules.core.reasons import Code, Reason
 from hems_rules.ruleset.changes import RulesChange, compare
 from hems_rules.ruleset.rules import RuleSet
 
 log = logging.getLogger(__name__)
+
+REMOVED = Reason(Code.REMOVED)
 
 
 class Controller:
@@ -41,10 +44,7 @@ class Controller:
                 and remembered.on
                 and not old[consumer_id].release_keeps
             ):
-                reason = "released, switched off: removed from the rules"
-                self._orphans.append(
-                    Decision(consumer_id, "off", False, "removed", reason, command=False)
-                )
+                self._orphans.append(Decision(consumer_id, "off", False, REMOVED, command=False))
         self.state = EngineState(
             MappingProxyType({i: s for i, s in self.state.consumers.items() if i in new})
         )
