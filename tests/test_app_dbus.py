@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +56,7 @@ class Rig:
     app: App
     client: BusClient
     stop: asyncio.Event
-    task: asyncio.Task[None]
+    task: asyncio.Task[int]
     systems: list[SimulatedSystem]
 
     async def value(self, service: str, path: str) -> object:
@@ -204,6 +204,31 @@ async def test_inverter_power_override_and_fake_bms(rig: Rig) -> None:
     assert await rig.value(SWITCH, "/DeviceInstance") == 815
 
 
+async def test_a_switch_the_shelly_lacks_is_a_configuration_error(rig: Rig, tmp_path: Path) -> None:
+    """Defect 4: said on /Hems/ConfigError and in the Reason, gone once fixed."""
+    rules = tmp_path / "rules.yaml"
+    good = rules.read_text()
+    heater = f"port: {rig.heater.port}}}"
+    rules.write_text(good.replace(heater, f"port: {rig.heater.port}, switch: 3}}"))
+    number = rig.app.numbers.numbers["heater"]
+
+    async def settles(path: str, done: Callable[[object], bool]) -> object:
+        for _ in range(500):
+            value = await rig.value(SWITCH, path)
+            if done(value):
+                return value
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{path} is {value!r}")
+
+    error = str(await settles("/Hems/ConfigError", bool))
+    assert error.startswith("heater (Shelly 127.0.0.1:") and "Switch.GetStatus" in error
+    reason = f"/Devices/{number}/Reason"
+    await settles(reason, lambda v: v == "unavailable: the Shelly has no switch 3")
+    rules.write_text(good)
+    await settles("/Hems/ConfigError", lambda v: v == "")
+    await settles(reason, lambda v: not str(v).startswith("unavailable"))
+
+
 async def test_shutdown_releases_controlled_relays_and_names(rig: Rig) -> None:
     await rig.client.set_value(SETTINGS, "/Settings/HEMS/Mode", Variant("i", 1))
     await wait_until(lambda: rig.heater.switches[0].output and rig.pump.switches[0].output)
@@ -324,3 +349,29 @@ async def test_hems_rules_run_stops_on_sigterm_and_releases(
                 process.kill()
                 await process.wait()
             bus.disconnect()
+
+
+async def test_sigterm_while_waiting_for_localsettings_ends_run(
+    dbus_daemon: DbusDaemon, tmp_path: Path
+) -> None:
+    """`svc -d` must work at any time, also while start-up waits for a late localsettings."""
+    (tmp_path / "rules.yaml").write_text("site: {phases: 1}\nconsumers: []\n")
+    log = tmp_path / "log" / "info.log"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hems_rules.cli", "run", "--rules", str(tmp_path),
+        "--bus", dbus_daemon.address, "--log-dir", str(tmp_path / "log"),
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await wait_until(
+            lambda: log.exists() and "waiting for com.victronenergy.settings" in log.read_text(),
+            timeout=20,
+            what="start-up waiting for localsettings",
+        )
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert "stopped during start-up" in log.read_text()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

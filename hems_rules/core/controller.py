@@ -8,13 +8,13 @@ released like any other (switched off once unless it says keep).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 
 from hems_rules.core.engine import decide
 from hems_rules.core.model import Decision, EngineState, Plan, Snapshot
 from hems_rules.core.reasons import Code, Reason
-from hems_rules.ruleset.changes import RulesChange, compare
 from hems_rules.ruleset.rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,11 @@ class Controller:
         self.plan: Plan | None = None
         self._orphans: list[Decision] = []
 
-    def swap_rules(self, rules: RuleSet) -> RulesChange:
+    def swap_rules(self, rules: RuleSet) -> None:
         """Use new rules from the next cycle on; the removed consumers are released."""
         old = {c.id: c for c in self.rules.consumers}
         new = {c.id: c for c in rules.consumers}
-        change = compare(self.rules, rules)
-        for consumer_id in change.removed:
+        for consumer_id in [i for i in old if i not in new]:
             remembered = self.state.consumers.get(consumer_id)
             if (
                 remembered
@@ -45,11 +44,9 @@ class Controller:
                 and not old[consumer_id].release_keeps
             ):
                 self._orphans.append(Decision(consumer_id, "off", False, REMOVED, command=False))
-        self.state = EngineState(
-            MappingProxyType({i: s for i, s in self.state.consumers.items() if i in new})
-        )
+        kept = MappingProxyType({i: s for i, s in self.state.consumers.items() if i in new})
+        self.state = replace(self.state, consumers=kept)
         self.rules = rules
-        return change
 
     def cycle(self, snapshot: Snapshot, now: datetime) -> tuple[Plan, list[Decision]]:
         """One decision cycle; returns the plan and the decisions that changed.

@@ -31,7 +31,6 @@ from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, su
 from hems_rules.expressions import Evaluation
 from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
 
-_UNAVAILABLE = Reason(Code.UNAVAILABLE)
 _FRESH = ConsumerState()
 _EMPTY: Mapping[Phase, float] = MappingProxyType({})
 
@@ -80,7 +79,8 @@ def decide(
         fact = devices.get(consumer.id, UNAVAILABLE)
         if not fact.available:
             cycle.states[consumer.id] = prev._replace(available=False, pending_since=None)
-            decision = Decision(consumer.id, "unavailable", prev.controlled, _UNAVAILABLE)
+            unavailable = Reason(Code.UNAVAILABLE, (fact.cause,))
+            decision = Decision(consumer.id, "unavailable", prev.controlled, unavailable)
             cycle.decisions[consumer.id] = decision
             continue
         current, note = observe(prev, fact, t, today)

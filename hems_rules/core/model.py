@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
@@ -30,11 +30,13 @@ class DeviceFact:
     """What a relay reports: reachable or not, its output, and its measured draw.
 
     `power` is None until a measurement has arrived since the relay last switched.
+    `cause` says why an unavailable relay is unavailable, in plain words for the Reason.
     """
 
     available: bool = True
     on: bool = False
     power: float | None = None
+    cause: str = "the relay does not answer"
 
     def __post_init__(self) -> None:
         if self.power is not None and self.power < 0:
@@ -154,3 +156,18 @@ class Plan:
             if decision.consumer == consumer_id:
                 return decision
         raise KeyError(consumer_id)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one cycle decided and what it decided on: everything a sink may publish.
+
+    Sinks read only this, never the live inputs, so they show what the engine saw and
+    can be tested without a bus.
+    """
+
+    plan: Plan
+    changed: tuple[Decision, ...]  # decisions whose state, control or reason kind changed
+    snapshot: Snapshot
+    at: datetime  # the wall-clock time of the cycle (the GX's local time)
+    loop_time: float  # seconds the cycle took

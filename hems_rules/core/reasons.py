@@ -128,7 +128,7 @@ def _sentence(code: Code, a: tuple[Any, ...]) -> str:
         case Code.NOT_CONTROLLED:
             return f"not controlled: {a[0].text}"
         case Code.UNAVAILABLE:
-            return "unavailable: the relay does not answer"
+            return f"unavailable: {a[0]}"
         case Code.REMOVED:
             return "released, switched off: removed from the rules"
         case Code.MODE_OFF:

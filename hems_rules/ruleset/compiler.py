@@ -259,7 +259,6 @@ def compile_documents(docs: list[YamlDocument], problems: list[Problem] | None =
         site=site,
         consumers=tuple(consumers),
         variables=MappingProxyType(variables),
-        files=tuple(doc.file for doc in docs),
     )
 
 

@@ -155,7 +155,6 @@ class RuleSet:
     site: Site
     consumers: tuple[Consumer, ...] = ()
     variables: Mapping[str, Variable] = field(default_factory=lambda: MappingProxyType({}))
-    files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.consumers]

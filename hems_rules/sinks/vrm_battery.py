@@ -3,27 +3,30 @@
 VRM and the GX lists show battery services; these are display-only (never a DVCC
 charge-control path such as /Info/MaxChargeVoltage, so they can never steer chargers).
 
-- `com.victronenergy.battery.hems_reservation`: CustomName "HEMS reservation 1500 W (OK)";
-  /Dc/0/Power is what the real battery is charging with; /Soc is the share of the
-  reservation the battery actually gets (100 % when the reservation is met or zero).
+- `com.victronenergy.battery.hems_reservation`: CustomName "HEMS reservation 1500 W (OK)"
+  ("HEMS reservation unknown (ERROR)" when it cannot be computed); /Dc/0/Power is what
+  the real battery is charging with; /Soc is the share of the reservation the battery
+  actually gets (100 % when the reservation is met or zero, invalid while the
+  reservation or the battery's power is unknown: never "met" without knowing).
 - `com.victronenergy.battery.hems_<id>` for each consumer with `vrm: true`:
-  CustomName "<priority> <name>: on|off|unavailable"; /Dc/0/Power is the power it draws
+  CustomName "<name>: on|off|unavailable"; /Dc/0/Power is the power it draws
   (measured when the relay reports it); /Soc is 100 while on, 0 while off.
+
+Unknown readings are published as invalid, never as 0.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from typing import Self
 
-from hems_rules.background import Background
-from hems_rules.core.inputs import Inputs
-from hems_rules.core.model import Decision, Plan
+from hems_rules.core.model import CycleResult
 from hems_rules.dbus.service import BusService
 from hems_rules.dbus.settings import SettingsClient, follow_instance
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import RuleSet
 from hems_rules.sinks.switch_service import device_instance
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +46,22 @@ def _battery(name: str, address: str | None, instance: int, product: str) -> Bus
 
 
 class VrmBatteries:
-    def __init__(self, settings: SettingsClient, inputs: Inputs, address: str | None = None):
+    def __init__(self, settings: SettingsClient, rules: RuleSet, address: str | None = None):
         self.settings = settings
-        self.inputs = inputs
         self.address = address
         self.reservation: BusService | None = None
         self.consumers: dict[str, BusService] = {}
-        self._background = Background()
+        self._names: dict[str, str] = {}
+        self._rules = rules
+        self._tasks = Tasks("VRM battery view")
+
+    async def __aenter__(self) -> Self:
+        await self.start(self._rules)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._tasks.aclose()
+        await self.close()
 
     async def _service(self, name: str, offset: int, product: str) -> BusService:
         """A registered battery service whose instance follows the GX's device list."""
@@ -59,7 +71,7 @@ class VrmBatteries:
             name, self.address, await device_instance(self.settings, path, wanted), product
         )
         await service.register()
-        await follow_instance(self.settings, path, service, self._background)
+        await follow_instance(self.settings, path, service, self._tasks)
         return service
 
     async def start(self, rules: RuleSet) -> None:
@@ -67,10 +79,11 @@ class VrmBatteries:
         await self.sync(rules)
 
     def use_rules(self, rules: RuleSet) -> None:
-        self._background.spawn(self.sync(rules), name="fake-bms-sync")
+        self._tasks.spawn(self.sync(rules), name="vrm-battery-sync")
 
     async def sync(self, rules: RuleSet) -> None:
         wanted = {c.id: c for c in rules.consumers if c.vrm}
+        self._names = {i: c.name for i, c in wanted.items()}
         for consumer_id in [i for i in self.consumers if i not in wanted]:
             await self.consumers.pop(consumer_id).close()
         for offset, consumer in enumerate(wanted.values(), start=1):
@@ -84,37 +97,40 @@ class VrmBatteries:
             if service is not None:
                 await service.close()
 
-    def publish(self, plan: Plan, changed: Sequence[Decision], loop_time: float) -> None:
-        system = self.inputs.system
-        voltage = system.get("/Dc/Battery/Voltage")
-        charging = system.get("/Dc/Battery/Power")
-        volts = number(voltage) or 0.0
+    def publish(self, result: CycleResult) -> None:
+        plan = result.plan
+        system = result.snapshot.system
+        volts = number(system.get("/Dc/Battery/Voltage"))
+        charging = number(system.get("/Dc/Battery/Power"))
         if self.reservation is not None:
             r = self.reservation
-            state = plan.reservation_state
-            watts = "unknown" if plan.reservation is None else f"{plan.reservation:.0f} W"
-            r.set("/CustomName", f"HEMS reservation {watts} ({state})")
-            power = number(charging) or 0.0
-            r.set("/Dc/0/Power", power)
+            reserved = plan.reservation
+            watts = "unknown" if reserved is None else f"{reserved:.0f} W"
+            r.set("/CustomName", f"HEMS reservation {watts} ({plan.reservation_state})")
+            r.set("/Dc/0/Power", charging)
             r.set("/Dc/0/Voltage", volts)
-            r.set("/Dc/0/Current", round(power / volts, 2) if volts else 0.0)
-            share = (
-                100.0
-                if not plan.reservation
-                else min(100.0, max(0.0, power / plan.reservation * 100))
+            r.set(
+                "/Dc/0/Current",
+                round(charging / volts, 2) if charging is not None and volts else None,
             )
-            r.set("/Soc", round(share, 1))
+            share: float | None = None
+            if reserved is not None and reserved <= 0:
+                share = 100.0  # nothing to reserve: met whatever the battery does
+            elif reserved is not None and charging is not None:
+                share = round(min(100.0, max(0.0, charging / reserved * 100)), 1)
+            r.set("/Soc", share)
         for decision in plan.decisions:
             service = self.consumers.get(decision.consumer)
             if service is None:
                 continue
-            fact = self.inputs.devices.get(decision.consumer)
+            fact = result.snapshot.devices.get(decision.consumer)
             drawn = (
                 fact.power
                 if fact is not None and fact.on and fact.power is not None
                 else decision.power
             )
-            service.set("/CustomName", f"{service['/ProductName']}: {decision.state}")
+            name = self._names.get(decision.consumer, decision.consumer)
+            service.set("/CustomName", f"{name}: {decision.state}")
             service.set("/Dc/0/Power", float(drawn))
             service.set("/Dc/0/Voltage", volts)
             service.set("/Soc", 100.0 if decision.state == "on" else 0.0)
