@@ -15,7 +15,7 @@ import aiohttp
 
 from hems_rules.ruleset.rules import HttpSource
 from hems_rules.shelly.digest import DigestAuth
-from hems_rules.sources.payloads import extract
+from hems_rules.sources.payloads import MAX_CHARS, PayloadError, extract
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ class HttpPoller:
         except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             self.failures += 1
             if self.failures == 1:
-                log.warning("%s: %s failed: %s", self.name, self.url, err or type(err).__name__)
+                log.warning(
+                    "%s: %s failed: %s", self.name, self.url, str(err) or type(err).__name__
+                )
             if self.failures == FAILURES_BEFORE_UNKNOWN:
                 log.warning("%s is unknown after %d failed polls", self.name, self.failures)
                 self._report(self.name, None)
@@ -75,7 +77,7 @@ class HttpPoller:
             if self._auth is not None and self._auth.ready:
                 headers["Authorization"] = self._auth.header("GET", uri)
             async with self._session.get(self.url, headers=headers, timeout=self._timeout) as reply:
-                body = await reply.read()
+                body = await _read(reply)
                 challenge = reply.headers.get("WWW-Authenticate", "")
                 if (
                     reply.status == 401
@@ -88,3 +90,13 @@ class HttpPoller:
                     raise ValueError(f"HTTP {reply.status}")
                 return body
         raise ValueError("authentication refused")
+
+
+async def _read(reply: aiohttp.ClientResponse) -> bytes:
+    """The body, refused as soon as it passes the payload bound (a device may send forever)."""
+    body = bytearray()
+    async for chunk in reply.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > MAX_CHARS:
+            raise PayloadError(f"longer than {MAX_CHARS // 1000} kB")
+    return bytes(body)
