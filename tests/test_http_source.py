@@ -94,7 +94,7 @@ async def test_an_endless_body_is_refused_at_its_bound_not_read_to_the_end(
         seen: dict[str, float | None] = {}
         source = HttpSource(url=f"http://127.0.0.1:{port}/", every=1.0)
         await HttpPoller("big", source, session, seen.__setitem__, timeout=10).poll()
-        assert "big: http://127.0.0.1" in caplog.text
-        assert f"failed: longer than {MAX_CHARS // 1000} kB" in caplog.text
+        assert "big (HTTP 127.0.0.1:" in caplog.text
+        assert f"longer than {MAX_CHARS // 1000} kB" in caplog.text
     finally:
         await runner.cleanup()
