@@ -81,7 +81,7 @@ async def test_a_broken_publisher_does_not_stop_the_others(
     assert recorder.results[-1].snapshot.settings.mode == 1
 
 
-SLOW = "site: {phases: 1, battery_reservation: 0, loop_interval: 1h}\n"
+SLOW = "site: {phases: 1, battery_reservation: 0, loop_interval: 10m}\n"
 
 
 async def passes(count: int) -> None:
