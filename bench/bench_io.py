@@ -24,11 +24,11 @@ from common import report
 from hems_rules.dbus.client import BusClient
 from hems_rules.dbus.connection import connect
 from hems_rules.dbus.service import BusService
+from hems_rules.demo.broker import Mosquitto
 from hems_rules.demo.bus import PrivateBus
 from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.shelly.relays import ShellyRelays
 from hems_rules.sources.mqtt import MqttVariables
-from tests.broker import Mosquitto
 from tests.conftest import rules_from
 from tests.live import running, surplus
 
