@@ -41,15 +41,6 @@ def percentiles(name: str, samples: list[float]) -> None:
     report(f"{name}_p99", ordered[int(len(ordered) * 0.99) - 1] * 1000, "ms")
 
 
-def rules_text(ports: list[int]) -> str:
-    lines = ["site: {phases: 1, battery_reservation: 0}", "consumers:"]
-    lines += [
-        f"  - {{id: c{i}, shelly: {{host: 127.0.0.1, port: {p}}}, power: 100, priority: {i}}}"
-        for i, p in enumerate(ports)
-    ]
-    return "\n".join(lines) + "\n"
-
-
 async def items_changed_cost(rounds: int) -> None:
     with PrivateBus() as bus:
         async with BusService("com.victronenergy.switch.bench", bus.address) as service:
@@ -124,8 +115,15 @@ async def mqtt_to_switch_set(events: int) -> None:
 
 
 async def polling_cost(devices: int, seconds: float) -> None:
-    async with EmulatedShelly() as device:
-        rules = rules_from(rules_text([device.port] * devices).replace("switch", "switch"))
+    async with EmulatedShelly(switches=devices) as device:
+        rules = rules_from(
+            "site: {phases: 1, battery_reservation: 0}\nconsumers:\n"
+            + "".join(
+                f"  - {{id: c{i}, shelly: {{host: 127.0.0.1, port: {device.port}, switch: {i}}},"
+                f" power: 100}}\n"
+                for i in range(devices)
+            )
+        )
         reports = 0
 
         def count(consumer_id: str, fact: object) -> None:
