@@ -130,40 +130,66 @@ class Allocation:
         """Hand out the surplus and the inverter's power, strictly by priority.
 
         Consumers held by min_on are booked first for the surplus but keep their place
-        for the inverter limit: those that do not fit after the higher-priority loads
-        this plan keeps are shed, and the walk runs again without them, so they book
-        nothing.
+        for the inverter limit: one that does not fit after the higher-priority loads
+        this plan keeps is shed and books nothing. Which ones is first judged by the
+        inverter limit alone (every running load above them kept); the walk then
+        confirms it, and runs once more if a load above went off after all, so nothing
+        is shed that need not be.
         """
         pool, projected = self.pool, dict(self.projected)
-        shed: dict[str, Phase] = {}
+        held = [e for e in ranked if e.state.on and self.held(e.state, e.consumer.min_on) > 0]
+        shed = self.misfits(ranked, {entry.consumer.id for entry in held})
+        self.projected = dict(projected)
+        restored = False
         while True:
-            more = self.walk(ranked, shed)
-            if not more:
+            more, needless = self.walk(ranked, held, shed)
+            if not more and (restored or not needless):
                 return
+            if not restored:
+                restored = True
+                for consumer_id in needless:
+                    del shed[consumer_id]
             shed.update(more)
             self.pool, self.projected = pool, dict(projected)
 
-    def walk(self, ranked: list[Entry], shed: dict[str, Phase]) -> dict[str, Phase]:
-        """One priority walk; returns the held loads found not to fit (to be shed)."""
-        held = [
-            entry
-            for entry in ranked
-            if entry.state.on
-            and entry.consumer.id not in shed
-            and self.held(entry.state, entry.consumer.min_on) > 0
-        ]
+    def misfits(self, ranked: list[Entry], held: set[str]) -> dict[str, Phase]:
+        """The held loads that do not fit after every running load above them."""
+        misfits: dict[str, Phase] = {}
+        for entry in ranked:
+            if not entry.state.on:
+                continue
+            power = draw(entry.consumer, entry.fact)
+            over = self.over_limit(entry.consumer, power, starting=False)
+            if over is None:
+                self.project(entry.consumer, power)
+            elif entry.consumer.id in held:
+                misfits[entry.consumer.id] = over
+        return misfits
+
+    def walk(
+        self, ranked: list[Entry], held: list[Entry], shed: dict[str, Phase]
+    ) -> tuple[dict[str, Phase], list[str]]:
+        """One priority walk.
+
+        Returns the held loads found not to fit (to be shed), and those shed that would
+        have fitted after all.
+        """
         self.held_later = {}
         for entry in held:
+            if entry.consumer.id in shed:
+                continue
             power = draw(entry.consumer, entry.fact)
             self.hold_later(entry.consumer, power)
             self.pool = self.book(entry.consumer, power, forced=True)
-        held_ids = {entry.consumer.id for entry in held}
         not_fitting: dict[str, Phase] = {}
+        needless: list[str] = []
         for entry in ranked:
             consumer, state = entry.consumer, entry.state
             if consumer.id in shed:
                 self.record(entry, False, Reason(Code.SHED, (shed[consumer.id],)))
-            elif consumer.id in held_ids:
+                if self.over_limit(consumer, draw(consumer, entry.fact), starting=False) is None:
+                    needless.append(consumer.id)
+            elif state.on and self.held(state, consumer.min_on) > 0:
                 power = draw(consumer, entry.fact)
                 self.hold_later(consumer, -power)
                 over = self.over_limit(consumer, power, starting=False)
@@ -177,7 +203,7 @@ class Allocation:
                 self.keep_or_stop(entry)
             else:
                 self.start_or_wait(entry)
-        return not_fitting
+        return not_fitting, needless
 
     def keep_or_stop(self, entry: Entry) -> None:
         consumer, state = entry.consumer, entry.state

@@ -116,12 +116,12 @@ class EngineState:
     settling: Settling | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """One consumer's outcome of a cycle, and why.
 
     `why` keeps the reason as a code and its numbers; `reason` is its plain words, made
     when read (on D-Bus, in the log, on the status page), once per distinct reason.
+    A NamedTuple, like ConsumerState: one is made for every consumer in every cycle.
     """
 
     consumer: str

@@ -70,7 +70,10 @@ class Consumer:
 
     def shares(self, watts: float) -> tuple[tuple[Phase, float], ...]:
         """How `watts` of this consumer's draw splits over the phases."""
-        return shares(self.phase, watts)
+        phase = self.phase
+        if phase == "3P":
+            return shares(phase, watts)
+        return ((phase, watts),)  # inline: called several times per consumer and cycle
 
 
 @dataclass(frozen=True)
