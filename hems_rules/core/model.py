@@ -83,8 +83,10 @@ class ConsumerState(NamedTuple):
     controlled: bool = False
     available: bool = True
     pending_since: float | None = None  # since when an on_delay / off_delay condition holds
-    starts: int = 0
-    day: date | None = None
+    starts: int = 0  # switch-ons on `day`
+    day: date | None = None  # the local day `starts` and `runtime` count
+    runtime: float = 0.0  # seconds the relay reported on during `day`
+    counted_at: float | None = None  # when it last reported on; None: off or unavailable
 
 
 class Switched(NamedTuple):
@@ -130,6 +132,7 @@ class Decision(NamedTuple):
     why: Reason
     command: bool | None = None  # switch the relay to this now; None leaves it alone
     power: float = 0.0  # W this consumer is counted for in the plan
+    runtime: float = 0.0  # seconds its relay reported on today (local day)
 
     @property
     def code(self) -> Code:
