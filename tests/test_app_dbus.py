@@ -375,3 +375,29 @@ async def test_sigterm_while_waiting_for_localsettings_ends_run(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_cyclic_save_shows_on_rules_error_and_the_next_save_is_used(
+    rig: Rig, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    good = rules.read_text()
+    rules.write_text("&a [*a, *a]\n")
+
+    async def shown() -> str:
+        value = await rig.value(SWITCH, "/Hems/RulesError")
+        assert isinstance(value, str)
+        return value
+
+    for _ in range(100):
+        if "refers to a value that contains it" in await shown():
+            break
+        await asyncio.sleep(0.05)
+    assert "rules.yaml:1:5: YAML error: alias *a refers to a value" in await shown()
+    rules.write_text(good.replace("priority: 20", "priority: 30"))
+    loop = rig.app.loop
+    assert loop is not None
+    await wait_until(
+        lambda: loop.controller.rules.consumer("heater").priority == 30, what="the next save"
+    )
+    assert await shown() == ""
