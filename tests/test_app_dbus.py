@@ -401,3 +401,20 @@ async def test_a_cyclic_save_shows_on_rules_error_and_the_next_save_is_used(
         lambda: loop.controller.rules.consumer("heater").priority == 30, what="the next save"
     )
     assert await shown() == ""
+
+
+async def test_an_invalid_auto_setting_is_not_read_as_auto_on(rig: Rig) -> None:
+    rig.stop.set()
+    await asyncio.wait_for(rig.task, 10)
+    rig.settings.set("/Settings/HEMS/Auto/heater", None)  # a broken settings file: []
+    again = App(rig.app.options, rig.app.rules)
+    stop = asyncio.Event()
+    task = asyncio.create_task(again.run(stop))
+    await asyncio.wait_for(again.ready.wait(), 10)
+    try:
+        assert again.inputs.auto["heater"] == 0
+        number = again.numbers.numbers["heater"]
+        assert await rig.value(SWITCH, f"/Devices/{number}/S2/Auto") == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
