@@ -104,11 +104,16 @@ async def test_mqtt_input_outlives_any_payloads(
     caplog.set_level(logging.WARNING)
     seen: dict[str, float | None] = {}
     autos: list[tuple[int, int]] = []
+
+    def auto(number: int, value: int) -> bool:
+        autos.append((number, value))
+        return True
+
     mqtt = MqttVariables(
         MqttBroker("127.0.0.1", broker.port, auto_writes=AutoWrites("fuzz", 815)),
         {"tank": MqttSource(topic="fuzz/tank", json="value"), "raw": MqttSource("fuzz/raw")},
         seen.__setitem__,
-        lambda number, value: autos.append((number, value)) is None,
+        auto,
         max_backoff=0.2,
     )
     task = asyncio.create_task(mqtt.run())
