@@ -12,21 +12,19 @@ import asyncio
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiomqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hems_rules.demo.broker import Mosquitto, mosquitto
 from hems_rules.numbers import LIMIT
 from hems_rules.ruleset.rules import AutoWrites, MqttBroker, MqttSource
 from hems_rules.sources.mqtt import MqttVariables
 from hems_rules.sources.payloads import PayloadError, extract
-from tests.broker import Mosquitto
 from tests.conftest import wait_until
 
 TIME_BOUND = 1.0
@@ -77,8 +75,7 @@ def test_every_payload_is_a_number_none_or_a_payload_error(
 
 
 needs_mosquitto = pytest.mark.skipif(
-    shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
-    reason="mosquitto is not installed (.ci/run installs it)",
+    mosquitto() is None, reason="mosquitto is not installed (.ci/run installs it)"
 )
 
 

@@ -5,22 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from hems_rules.demo.broker import Mosquitto, mosquitto
 from hems_rules.errors import ConfigurationError
 from hems_rules.health import Faults
 from hems_rules.ruleset.rules import AutoWrites, MqttBroker, MqttSource
 from hems_rules.sources.mqtt import MqttVariables
-from tests.broker import Mosquitto
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
+    mosquitto() is None,
     reason="mosquitto is not installed (.ci/run installs it)",
 )
 
