@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,13 +261,20 @@ async def test_auto_values_survive_a_restart(rig: Rig) -> None:
     await wait_until(lambda: rig.settings["/Settings/HEMS/Auto/heater"] == 0, what="persisted")
     rig.stop.set()
     await asyncio.wait_for(rig.task, 10)
+    async with restarted(rig) as again:
+        assert again.inputs.auto["heater"] == 0
+        assert await rig.value(SWITCH, path) == 0
+
+
+@asynccontextmanager
+async def restarted(rig: Rig) -> AsyncIterator[App]:
+    """The appliance started again on the rig's bus and settings (after its own stopped)."""
     again = App(rig.app.options, rig.app.rules)
     stop = asyncio.Event()
     task = asyncio.create_task(again.run(stop))
     await asyncio.wait_for(again.ready.wait(), 10)
     try:
-        assert again.inputs.auto["heater"] == 0
-        assert await rig.value(SWITCH, path) == 0
+        yield again
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -422,17 +430,10 @@ async def test_an_invalid_auto_setting_is_not_read_as_auto_on(rig: Rig) -> None:
     rig.stop.set()
     await asyncio.wait_for(rig.task, 10)
     rig.settings.set("/Settings/HEMS/Auto/heater", None)  # a broken settings file: []
-    again = App(rig.app.options, rig.app.rules)
-    stop = asyncio.Event()
-    task = asyncio.create_task(again.run(stop))
-    await asyncio.wait_for(again.ready.wait(), 10)
-    try:
+    async with restarted(rig) as again:
         assert again.inputs.auto["heater"] == 0
         number = again.numbers.numbers["heater"]
         assert await rig.value(SWITCH, f"/Devices/{number}/S2/Auto") == 0
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def test_settings_are_scanned_once_and_reloads_add_no_watches(

@@ -14,7 +14,7 @@ from hems_rules.dbus.client import BusClient, Values
 from hems_rules.dbus.connection import connect
 from hems_rules.dbus.service import BusService
 from hems_rules.dbus.settings import SETTINGS, Setting, SettingsClient
-from hems_rules.demo.gx import SimulatedSettings
+from hems_rules.demo.gx import SETTINGS_INTERFACE, SimulatedSettings
 from tests.bus import DbusDaemon
 from tests.conftest import wait_until
 
@@ -154,18 +154,25 @@ ODD_VARIANTS = [
 
 
 async def call(
-    bus: MessageBus, service: str, path: str, signature: str, body: list[Any]
+    bus: MessageBus,
+    service: str,
+    path: str,
+    signature: str,
+    body: list[Any],
+    *,
+    member: str = "SetValue",
+    interface: str = "com.victronenergy.BusItem",
 ) -> Message:
-    reply = await bus.call(
-        Message(
-            destination=service,
-            path=path,
-            interface="com.victronenergy.BusItem",
-            member="SetValue",
-            signature=signature,
-            body=body,
-        )
+    """A method call as a careless client may send it: any signature, any body."""
+    message = Message(
+        destination=service,
+        path=path,
+        interface=interface,
+        member=member,
+        signature=signature,
+        body=body,
     )
+    reply = await bus.call(message)
     assert reply is not None
     return reply
 
@@ -226,17 +233,10 @@ async def test_the_simulated_settings_refuse_what_localsettings_refuses(
         for signature, body in (("", []), ("i", [1]), ("vv", [Variant("i", 1)] * 2)):
             reply = await call(bus, SETTINGS, "/Settings/T/Mode", signature, body)
             assert reply.message_type == MessageType.ERROR
-        reply = await bus.call(
-            Message(
-                destination=SETTINGS,
-                path="/",
-                interface="com.victronenergy.Settings",
-                member="AddSettings",
-                signature="s",
-                body=["nonsense"],
-            )
+        reply = await call(
+            bus, SETTINGS, "/", "s", ["x"], member="AddSettings", interface=SETTINGS_INTERFACE
         )
-        assert reply is not None and reply.message_type == MessageType.ERROR
+        assert reply.message_type == MessageType.ERROR
         assert settings["/Settings/T/Name"] == "" and settings["/Settings/T/Mode"] == 0
         bus.disconnect()
     assert "Traceback" not in caplog.text
