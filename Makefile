@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SHARED_SCENARIOS := $(wildcard ../shared/scenarios/*.yaml)
 OWN_SCENARIOS := $(wildcard tests/scenarios/*.yaml)
 
-.PHONY: test lint typecheck unit scenarios demo bench check clean gx-bundle
+.PHONY: test lint typecheck unit scenarios gx-stack demo bench check clean gx-bundle
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: lint typecheck unit scenarios
+test: lint typecheck unit scenarios gx-stack
 
 lint: $(STAMP)
 	$(BIN)/ruff check hems_rules tests bench
 	$(BIN)/ruff format --check hems_rules tests bench
 
-typecheck: $(STAMP)
+type# The suite again on the GX's Python, dbus-fast, aiohttp and bundled packages.
+gx-stack:
+	sh tests/gx_stack.sh
+
+check: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
@@ -33,6 +37,10 @@ scenarios: $(STAMP)
 	  if ! $(BIN)/hems-rules simulate "$$f" > /dev/null; then echo "FAILED: $$f"; fail=$$((fail+1)); fi; \
 	done; echo "scenarios: $$((n-fail)) passed, $$fail failed"; test $$fail -eq 0
 
+# The suite again on the GX's Python, dbus-fast, aiohttp and bundled packages.
+gx-stack:
+	sh tests/gx_stack.sh
+
 check: $(STAMP)
 	$(BIN)/hems-rules check rules
 
@@ -43,7 +51,7 @@ bench: $(STAMP)
 	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-gx .mypy_cache .pytest_cache .ruff_cache
 
 # Tarballs for a GX (armv7l: Cerbo GX, Ekrano; aarch64); needs PyPI.
 gx-bundle: $(STAMP)
