@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SHARED_SCENARIOS := $(wildcard ../shared/scenarios/*.yaml)
 OWN_SCENARIOS := $(wildcard tests/scenarios/*.yaml)
 
-.PHONY: test lint typecheck unit scenarios gx-stack demo bench check clean gx-bundle
+.PHONY: test lint typecheck unit scenarios gx-stack soak demo bench check clean gx-bundle
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check hems_rules tests bench
 	$(BIN)/ruff format --check hems_rules tests bench
 
-type# The suite again on the GX's Python, dbus-fast, aiohttp and bundled packages.
-gx-stack:
-	sh tests/gx_stack.sh
-
-check: $(STAMP)
+typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
@@ -37,9 +33,15 @@ scenarios: $(STAMP)
 	  if ! $(BIN)/hems-rules simulate "$$f" > /dev/null; then echo "FAILED: $$f"; fail=$$((fail+1)); fi; \
 	done; echo "scenarios: $$((n-fail)) passed, $$fail failed"; test $$fail -eq 0
 
-# The suite again on the GX's Python, dbus-fast, aiohttp and bundled packages.
+# The suite again on the GX's Python, dbus-fast, aiohttp and bundled packages, then a
+# one-minute fault soak of `run` under the GX's softlimit.
 gx-stack:
-	sh tests/gx_stack.sh
+	SOAK= sh tests/gx_stack.sh
+
+# The fault soak alone, longer: make soak SOAK=10m
+SOAK ?= 10m
+soak:
+	SOAK=$(SOAK) sh tests/gx_stack.sh
 
 check: $(STAMP)
 	$(BIN)/hems-rules check rules

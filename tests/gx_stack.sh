@@ -2,7 +2,9 @@
 # The test suite on the GX's own stack (Venus OS v3.70): Python 3.12, dbus-fast 2.21.1 and
 # aiohttp 3.9.5 as Venus OS ships them, every other package as `make gx-bundle` bundles
 # it (lib/ on PYTHONPATH, the app itself not pip-installed), as the installer runs it.
-# Anything that needs a newer API fails here. `make gx-stack`; part of `make test`.
+# Anything that needs a newer API fails here. Then a one-minute fault soak (tests/soak.py)
+# of `run` under the installer's softlimit. `make gx-stack`, part of `make test`;
+# with SOAK=10m (`make soak`) only the soak, that long.
 set -eu
 cd "$(dirname "$0")/.."
 VENV=.venv-gx
@@ -52,4 +54,7 @@ found = ", ".join(f"{n} {version(n)}" for n in names)
 libyaml = "libyaml" if getattr(yaml, "__with_libyaml__", False) else "pure Python"
 print(f"gx-stack: Python {sys.version.split()[0]}, {found}, PyYAML {yaml.__version__} ({libyaml})")
 PY
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+if [ -z "${SOAK:-}" ]; then
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+fi
+exec "$VENV/bin/python" -m tests.soak --duration "${SOAK:-60s}"
