@@ -1,24 +1,25 @@
-"""`hems-rules run | check | simulate | demo`."""
+"""`hems-rules run | check | simulate | demo`.
+
+Each command imports what it needs when it runs: `run` on a GX never loads the demo,
+the emulators, the simulator or a web server it does not use (memory and start-up).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hems_rules.app import AppOptions, run_app, setup_logging
-from hems_rules.core.model import Decision
 from hems_rules.core.reasons import span
-from hems_rules.demo.demo import run_demo
 from hems_rules.errors import HemsError
-from hems_rules.ruleset.compiler import load_rules
 from hems_rules.ruleset.durations import parse_duration
-from hems_rules.ruleset.rules import RuleSet, Runtime
-from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
+
+if TYPE_CHECKING:
+    from hems_rules.core.model import Decision
+    from hems_rules.ruleset.rules import RuleSet, Runtime
 
 
 def _runtime(runtime: Runtime) -> str:
@@ -80,6 +81,8 @@ def _summary(rules: RuleSet) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from hems_rules.ruleset.compiler import load_rules
+
     try:
         rules = load_rules(args.directory)
     except HemsError as err:
@@ -90,6 +93,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
+
     try:
         scenario = load_scenario(args.scenario, args.rules)
     except HemsError as err:
@@ -107,6 +112,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from hems_rules.demo.demo import run_demo
+
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -126,6 +136,10 @@ def examples() -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hems_rules.app import AppOptions, run_app, setup_logging
+
     setup_logging(args.log_dir, args.verbose)
     options = AppOptions(rules_dir=args.rules, bus_address=args.bus, poll_interval=args.poll)
     return asyncio.run(run_app(options))
