@@ -1,69 +1,118 @@
-"""The decide() workload of the engine benchmarks, runnable against any commit.
+"""Pure workloads that bench_compare.py runs against any version of hems_rules.
 
-bench_engine_ratio.py copies this file into an earlier tree and runs it there and here:
-`python bench/workload.py 10:2000 100:300` prints seconds per cycle for each size. It
-uses only what every version of the engine offers.
+Run as `PYTHONPATH=<tree> python bench/workload.py decide RULES.yaml CYCLES` or
+`... day RULES_DIR`; prints one `RESULT {json}` line. Only names that every version since
+the comparison base has are used, looked up where each version keeps them (the package
+layout changed), so the same workload runs on the old code and the new.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import random
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
+START = datetime(2026, 6, 21, tzinfo=UTC)
+PHASES = ("L1", "L2", "L3")
 
-from common import consumers_yaml
+# An editable install of the checkout would serve modules the tree under test lacks:
+# only PYTHONPATH's tree may answer.
+sys.meta_path[:] = [
+    f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable_")
+]
 
-from hems_rules.core.engine import decide
-from hems_rules.core.model import DeviceFact, EngineState, Settings, Snapshot
-from hems_rules.ruleset import load_rules
+
+def module(*names: str) -> ModuleType:
+    """The first of `names` that this version of hems_rules has."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+    raise ModuleNotFoundError(" or ".join(names))
 
 
-def decide_per_cycle(count: int, cycles: int) -> float:
-    """Seconds per decide() with `count` consumers, over random sun and house loads.
-
-    The meters show what the relays draw, as a GX's do.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "rules.yaml").write_text(consumers_yaml(count))
-        rules = load_rules(tmp)
-    start = datetime(2026, 6, 21, tzinfo=UTC)
+def decide_cycles(rules_file: Path, cycles: int) -> dict[str, Any]:
+    """decide() on a random day of readings; the meter shows each relay at once."""
+    engine = module("hems_rules.core.engine", "hems_rules.engine")
+    model = module("hems_rules.core.model", "hems_rules.model")
+    load_rules = module("hems_rules.ruleset").load_rules
+    rules = load_rules(rules_file.parent)
     rng = random.Random(1)
-    state = EngineState()
-    devices = {c.id: DeviceFact(on=False) for c in rules.consumers}
+    state = model.EngineState()
+    on: dict[str, bool] = {c.id: False for c in rules.consumers}
+    phase_of = {c.id: c.phase for c in rules.consumers}
+    power_of = {c.id: c.power for c in rules.consumers}
     total = 0.0
+    switches = 0
     for i in range(cycles):
-        load = dict.fromkeys(("L1", "L2", "L3"), 0.0)
-        for c in rules.consumers:
-            fact = devices[c.id]
-            if fact.on and fact.power is not None:
-                for phase, watts in c.shares(fact.power):
-                    load[phase] += watts
         system: dict[str, float | None] = {"/Dc/Battery/Soc": 60.0, "/Dc/Pv/Power": 3000.0}
-        for p in ("L1", "L2", "L3"):
-            system[f"/Ac/PvOnGrid/{p}/Power"] = rng.uniform(0, 200.0 * count)
-            system[f"/Ac/Consumption/{p}/Power"] = rng.uniform(200, 2000) + load[p]
-        snapshot = Snapshot(
+        for p in PHASES:
+            drawn = sum(
+                power_of[c] / (3 if phase_of[c] == "3P" else 1)
+                for c, running in on.items()
+                if running and phase_of[c] in (p, "3P")
+            )
+            system[f"/Ac/PvOnGrid/{p}/Power"] = rng.uniform(0, 200.0 * len(on))
+            system[f"/Ac/Consumption/{p}/Power"] = rng.uniform(200, 2000) + drawn
+        snapshot = model.Snapshot(
             system=MappingProxyType(system),
-            settings=Settings(mode=1),
+            settings=model.Settings(mode=1),
             variables=MappingProxyType({"tank_temp": 50.0}),
-            devices=MappingProxyType(devices),
+            devices=MappingProxyType(
+                {
+                    c: model.DeviceFact(on=running, power=power_of[c] if running else None)
+                    for c, running in on.items()
+                }
+            ),
         )
-        began = time.perf_counter()
-        plan, state = decide(rules, snapshot, state, start + timedelta(seconds=i * 2))
-        total += time.perf_counter() - began
+        start = time.perf_counter()
+        plan, state = engine.decide(rules, snapshot, state, START + timedelta(seconds=i * 2))
+        total += time.perf_counter() - start
         for d in plan.decisions:
             if d.command is not None:
-                power = rules.consumer(d.consumer).power if d.command else None
-                devices[d.consumer] = DeviceFact(on=d.command, power=power)
-    return total / cycles
+                on[d.consumer] = bool(d.command)
+                switches += 1
+    return {"seconds_per_cycle": total / cycles, "cycles": cycles, "switches": switches}
+
+
+def simulated_day(rules_dir: Path) -> dict[str, Any]:
+    """A 24 h solar day with a reading every second, as `simulate` would run it."""
+    scenario_module = module("hems_rules.simulate.scenario", "hems_rules.sim.scenario")
+    day_module = module("hems_rules.simulate.day", "hems_rules.sim.day")
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "day.yaml"
+        file.write_text('start: "2026-06-21T00:00:00+00:00"\nsettings: {Mode: 1}\n')
+        scenario = scenario_module.load_scenario(file, rules_dir)
+    day = day_module.SolarDay()
+    start = time.perf_counter()
+    outcome = scenario_module.run_scenario(scenario, driver=day.apply, until=24 * 3600)
+    wall = time.perf_counter() - start
+    return {
+        "wall": wall,
+        "cycles": outcome.cycles,
+        "switch_ons": outcome.switchings,
+        "end_soc": round(day.soc, 2),
+    }
+
+
+def main(argv: list[str]) -> None:
+    kind = argv[0]
+    if kind == "decide":
+        result = decide_cycles(Path(argv[1]), int(argv[2]))
+    elif kind == "day":
+        result = simulated_day(Path(argv[1]))
+    else:
+        raise SystemExit(f"unknown workload {kind!r}")
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
-    sizes = [tuple(int(n) for n in arg.split(":")) for arg in sys.argv[1:]]
-    print(" ".join(str(decide_per_cycle(count, cycles)) for count, cycles in sizes))
+    main(sys.argv[1:])

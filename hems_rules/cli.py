@@ -1,23 +1,25 @@
-"""`hems-rules run | check | simulate | demo`."""
+"""`hems-rules run | check | simulate | demo`.
+
+Each command imports what it needs when it runs: `run` on a GX never loads the demo,
+the emulators, the simulator or a web server it does not use (memory and start-up).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hems_rules.app import AppOptions, run_app, setup_logging
-from hems_rules.core.model import Decision
 from hems_rules.core.reasons import span
-from hems_rules.demo.demo import run_demo
 from hems_rules.errors import HemsError
-from hems_rules.ruleset.compiler import load_rules
 from hems_rules.ruleset.durations import parse_duration
-from hems_rules.ruleset.rules import RuleSet, Runtime
-from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
+
+if TYPE_CHECKING:
+    from hems_rules.core.model import Decision
+    from hems_rules.ruleset.rules import RuleSet, Runtime
 
 
 def _runtime(runtime: Runtime) -> str:
@@ -79,6 +81,8 @@ def _summary(rules: RuleSet) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from hems_rules.ruleset.compiler import load_rules
+
     try:
         rules = load_rules(args.directory)
     except HemsError as err:
@@ -89,6 +93,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
+
     try:
         scenario = load_scenario(args.scenario, args.rules)
     except HemsError as err:
@@ -106,11 +112,17 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from hems_rules.demo.demo import run_demo
+
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        return asyncio.run(run_demo(args.rules, args.speed, args.duration, bus_address=args.bus))
+        rules = args.rules or examples()
+        return asyncio.run(run_demo(rules, args.speed, args.duration, bus_address=args.bus))
     except KeyboardInterrupt:
         return 0
     except HemsError as err:
@@ -118,7 +130,16 @@ def _demo(args: argparse.Namespace) -> int:
         return 1
 
 
+def examples() -> Path:
+    """The example rules the package carries (what `demo` runs without --rules)."""
+    return Path(str(resources.files("hems_rules") / "examples"))
+
+
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hems_rules.app import AppOptions, run_app, setup_logging
+
     setup_logging(args.log_dir, args.verbose)
     options = AppOptions(rules_dir=args.rules, bus_address=args.bus, poll_interval=args.poll)
     return asyncio.run(run_app(options))
@@ -146,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=_simulate)
 
     demo = commands.add_parser("demo", help="the appliance on an accelerated solar day")
-    demo.add_argument("--rules", type=Path, default=Path("rules"))
+    demo.add_argument("--rules", type=Path, help="rules directory (default: the examples)")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     demo.add_argument("--bus", help="D-Bus address (default: a private dbus-daemon)")
     demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 60s)")
