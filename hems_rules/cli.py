@@ -13,12 +13,23 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hems_rules.core.reasons import span
 from hems_rules.errors import HemsError
 from hems_rules.ruleset.durations import parse_duration
 
 if TYPE_CHECKING:
     from hems_rules.core.model import Decision
-    from hems_rules.ruleset.rules import RuleSet
+    from hems_rules.ruleset.rules import RuleSet, Runtime
+
+
+def _runtime(runtime: Runtime) -> str:
+    """runtime: {min, by, max} as a sentence: "at least 5 h a day by 21:00, at most 8 h"."""
+    parts = []
+    if runtime.min is not None:
+        parts.append(f"at least {span(runtime.min)} a day by {runtime.by_text}")
+    if runtime.max is not None:
+        parts.append(f"at most {span(runtime.max)} a day")
+    return ", ".join(parts)
 
 
 def _summary(rules: RuleSet) -> str:
@@ -31,7 +42,8 @@ def _summary(rules: RuleSet) -> str:
     )
     lines.append(
         f"site: {site.phases} phase(s), loop every {site.loop_interval:g} s, "
-        f"continuous inverter power {limit} per phase, DC efficiency {site.dc_efficiency:g}"
+        f"continuous inverter power {limit} per phase, DC efficiency {site.dc_efficiency:g}, "
+        f"settle at most {site.settle:g} s"
     )
     readings = []
     for soc in (0, 50, 100):
@@ -52,6 +64,8 @@ def _summary(rules: RuleSet) -> str:
             f"  {c.priority:>4}  {c.id:<20} {c.power:>6g} W {c.phase:<2} {kind:<9} "
             f"shelly {c.shelly.host}:{c.shelly.port} switch {c.shelly.switch}{condition}"
         )
+        if c.runtime is not None:
+            lines.append(f"        {'':<20} runtime {_runtime(c.runtime)}")
     if rules.variables:
         lines.append("variables:")
         for name, variable in rules.variables.items():

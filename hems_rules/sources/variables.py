@@ -88,10 +88,10 @@ class VariableSources:
         broker = rules.site.mqtt
         address = None if broker is None else self._broker_address(broker)
         if broker is not None and address is not None and (mqtt or broker.auto_writes):
+            broker = dataclasses.replace(broker, host=address[0], port=address[1])
             # aiomqtt and paho are loaded only where MQTT is used.
             from hems_rules.sources.mqtt import MqttVariables  # noqa: PLC0415
 
-            broker = dataclasses.replace(broker, host=address[0], port=address[1])
             source = MqttVariables(broker, mqtt, self.report, self._on_auto, faults=self._faults)
             self._tasks.keep_running("mqtt", source.run)
         elif mqtt and broker is None:
