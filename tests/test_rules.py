@@ -61,7 +61,8 @@ def test_a_good_file_compiles_with_defaults_and_seconds(tmp_path: Path) -> None:
     assert heater.min_on == 30.0 and heater.min_off == 60.0
     assert heater.on_margin == 0 and heater.max_starts_per_day is None
     assert not heater.release_keeps and not heater.stale_holds
-    assert pump.primary and pump.priority == 50 and pump.shelly.port == 8080
+    assert pump.primary and pump.priority == 50
+    assert pump.shelly is not None and pump.shelly.port == 8080
     assert rules.site.loop_interval == 2.0 and rules.site.dc_efficiency == 0.925
     assert rules.variables["tank_temp"].source.stale_after == 300.0
     assert rules.site.battery_reservation.evaluate({"SOC": 50}).value == 2500.0

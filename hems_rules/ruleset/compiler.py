@@ -18,6 +18,7 @@ from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import (
     AutoWrites,
     Consumer,
+    DbusRelay,
     DbusSource,
     HttpSource,
     MqttBroker,
@@ -123,6 +124,19 @@ class _Compiler:
             )
         return Variable(name=name, source=source)
 
+    def shelly(
+        self, doc: YamlDocument, path: tuple[PathPart, ...], spec: dict[str, Any]
+    ) -> ShellyEndpoint:
+        toggle_after = self.optional_duration(doc, (*path, "shelly"), spec, "toggle_after")
+        return ShellyEndpoint(
+            host=spec["host"],
+            port=spec["port"],
+            switch=spec["switch"],
+            user=spec["user"],
+            password=spec.get("password"),
+            toggle_after=toggle_after or None,
+        )
+
     def consumer(
         self, doc: YamlDocument, index: int, spec: dict[str, Any], site: Site, names: frozenset[str]
     ) -> Consumer | None:
@@ -139,20 +153,14 @@ class _Compiler:
         auto_when = None
         if "auto_when" in raw:
             auto_when = self.expression(doc, (*path, "auto_when"), raw["auto_when"], names)
-        shelly = raw["shelly"]
-        toggle_after = self.optional_duration(doc, (*path, "shelly"), shelly, "toggle_after")
         try:
             return Consumer(
                 id=raw["id"],
                 name=raw.get("name") or raw["id"].replace("_", " ").capitalize(),
-                shelly=ShellyEndpoint(
-                    host=shelly["host"],
-                    port=shelly["port"],
-                    switch=shelly["switch"],
-                    user=shelly["user"],
-                    password=shelly.get("password"),
-                    toggle_after=toggle_after or None,
-                ),
+                shelly=self.shelly(doc, path, raw["shelly"]) if "shelly" in raw else None,
+                dbus=DbusRelay(raw["dbus"]["service"], str(raw["dbus"]["output"]))
+                if "dbus" in raw
+                else None,
                 power=float(raw["power"]),
                 phase=raw["phase"],
                 priority=raw["priority"],
@@ -238,6 +246,7 @@ def compile_documents(docs: list[YamlDocument], problems: list[Problem] | None =
     names = frozenset(variables)
     consumers: list[Consumer] = []
     first_id: dict[str, tuple[YamlDocument, tuple[PathPart, ...]]] = {}
+    outputs: dict[DbusRelay, tuple[YamlDocument, tuple[PathPart, ...], str]] = {}
     for doc in docs:
         for index, spec in enumerate((doc.data or {}).get("consumers") or []):
             path: tuple[PathPart, ...] = ("consumers", index, "id")
@@ -250,8 +259,22 @@ def compile_documents(docs: list[YamlDocument], problems: list[Problem] | None =
                 continue
             first_id[spec["id"]] = (doc, path)
             consumer = compiler.consumer(doc, index, spec, site, names)
-            if consumer is not None:
-                consumers.append(consumer)
+            if consumer is None:
+                continue
+            consumers.append(consumer)
+            if consumer.dbus is not None:
+                where: tuple[PathPart, ...] = ("consumers", index, "dbus")
+                if consumer.dbus in outputs:
+                    # Two consumers on one output would fight over it every cycle.
+                    first, first_path, other = outputs[consumer.dbus]
+                    line, _ = first.locate(first_path)
+                    problems.append(
+                        doc.problem(
+                            where, f"{consumer.dbus} is already {other}'s, at {first.file}:{line}"
+                        )
+                    )
+                else:
+                    outputs[consumer.dbus] = (doc, where, consumer.id)
     if problems:
         raise RulesError(problems)
     return RuleSet(
