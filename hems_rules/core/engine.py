@@ -426,7 +426,7 @@ def decide(
         fact = snapshot.devices.get(consumer.id, UNAVAILABLE)
         if not fact.available:
             cycle.states[consumer.id] = prev._replace(available=False, pending_since=None)
-            reason = "unavailable: the relay does not answer"
+            reason = f"unavailable: {fact.cause}"
             decision = Decision(consumer.id, "unavailable", prev.controlled, "unavailable", reason)
             cycle.decisions[consumer.id] = decision
             continue

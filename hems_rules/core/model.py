@@ -29,11 +29,13 @@ class DeviceFact:
     """What a relay reports: reachable or not, its output, and its measured draw.
 
     `power` is None until a measurement has arrived since the relay last switched.
+    `cause` says why an unavailable relay is unavailable, in plain words for the Reason.
     """
 
     available: bool = True
     on: bool = False
     power: float | None = None
+    cause: str = "the relay does not answer"
 
     def __post_init__(self) -> None:
         if self.power is not None and self.power < 0:
@@ -65,6 +67,11 @@ class Snapshot:
     max_charge_current: float | None = None
     max_charge_voltage: float | None = None
     hub4_mode: int | None = None
+    names: Mapping[str, str] = field(default_factory=_empty)  # the user's, from the switch pane
+
+    def name(self, consumer_id: str, default: str) -> str:
+        """What the user calls a consumer: its CustomName, else `default` (the rules')."""
+        return self.names.get(consumer_id) or default
 
 
 class ConsumerState(NamedTuple):
