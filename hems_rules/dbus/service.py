@@ -54,11 +54,17 @@ class Item:
         return f"{self.value}{' ' + self.unit if self.unit else ''}"
 
     def coerce(self, raw: Value) -> Value:
-        """The written value as this item's type; ValueError when it cannot be."""
-        if raw is None or self.kind is None:
+        """The written value as this item's type; ValueError when it cannot be.
+
+        A typed item refuses an invalid write (an empty array), and an integer item
+        refuses a double: 1.0 for a 0/1 switch is a client's mistake, not a value.
+        """
+        if self.kind is None:
             return raw
+        if raw is None:
+            raise ValueError(raw)
         if self.kind is int:
-            if isinstance(raw, str) or (isinstance(raw, float) and not raw.is_integer()):
+            if isinstance(raw, (str, float)):
                 raise ValueError(raw)
             return int(raw)
         if self.kind is float:

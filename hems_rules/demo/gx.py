@@ -45,6 +45,12 @@ class _Setting(Item):
     minimum: Value = None
     maximum: Value = None
 
+    def coerce(self, raw: Value) -> Value:
+        """localsettings converts a number to the setting's type (convertToType)."""
+        if self.kind is int and isinstance(raw, float):
+            return int(raw)
+        return super().coerce(raw)
+
     def in_range(self, value: Value) -> bool:
         """localsettings: numbers within min/max; min == max == 0 means no limits."""
         low, high = self.minimum, self.maximum
