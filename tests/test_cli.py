@@ -108,4 +108,6 @@ def test_the_demo_runs_and_ends_cleanly_after_its_duration() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Pool filter" in done.stdout and "battery reservation" in done.stdout
+    heater_l3 = next(line for line in done.stdout.splitlines() if "Heater L3" in line)
+    assert "D-Bus" in heater_l3 and "unavailable" not in heater_l3, "the dbus: relay works"
     assert "demo ended after" in done.stdout

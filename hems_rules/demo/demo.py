@@ -154,9 +154,10 @@ def render(loop: EngineLoop, world: DemoWorld, day: SolarDay, clock: VirtualCloc
     for decision in ranked:
         consumer = rules.consumer(decision.consumer)
         drawn = world.drawn(consumer.id)
+        via = "Shelly" if consumer.shelly is not None else "D-Bus"  # the relay's kind
         lines.append(
-            f"  {consumer.priority:>3} {consumer.name[:18]:<18} {decision.state:<11} "
-            f"{drawn:6.0f} W  {decision.reason[:70]}"
+            f"  {consumer.priority:>3} {consumer.name[:18]:<18} {via:<6} {decision.state:<11} "
+            f"{drawn:6.0f} W  {decision.reason[:64]}"
         )
     return "\n".join(lines)
 
