@@ -181,7 +181,10 @@ async def test_a_command_that_does_not_show_times_out_with_a_warning(
         assert device.writes and bus.fact("heater") == DeviceFact(on=False)
 
 
-async def test_the_engine_drives_a_dbus_relay_and_releases_it_on_shutdown(bus: Bus) -> None:
+async def test_the_engine_drives_a_dbus_relay_and_releases_it_on_shutdown(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     ruleset = rules(HEATER)
     inputs = Inputs(ruleset, Settings(mode=1))
     async with (
@@ -195,3 +198,27 @@ async def test_the_engine_drives_a_dbus_relay_and_releases_it_on_shutdown(bus: B
             await wait_until(lambda: device.outputs["0"].on, what="switched on by surplus")
         await relays.release(["heater"])
         assert not device.outputs["0"].on
+        assert f"heater switched off ({ACLOAD} output 0)" in caplog.text, "confirmed"
+
+
+async def test_a_consumer_removed_by_a_reload_is_released_before_its_worker_ends(
+    bus: Bus,
+) -> None:
+    pump = f"{{id: pump, dbus: {{service: {ACLOAD}, output: 1}}, power: 500, priority: 9}}"
+    before, after = rules(HEATER, pump), rules(pump)
+    inputs = Inputs(before, Settings(mode=1))
+    outputs = [Output("0", load=800.0), Output("1", load=500.0)]
+    async with (
+        EmulatedSwitchService(ACLOAD, bus.daemon.address, outputs) as device,
+        Relays(inputs.set_device, bus.client) as relays,
+    ):
+        relays.sync(before.consumers)
+        async with EngineLoop(Controller(before), inputs, relays) as loop:
+            loop.on_rules(lambda new: relays.sync(new.consumers))
+            inputs.update_system({"/Ac/Consumption/L1/Power": HOUSE})
+            surplus(inputs, 1500)
+            await wait_until(lambda: device.outputs["0"].on and device.outputs["1"].on)
+            loop.swap_rules(after)
+            await wait_until(lambda: not device.outputs["0"].on, what="the removed one released")
+            assert device.outputs["1"].on
+            assert "heater" not in relays.dbus

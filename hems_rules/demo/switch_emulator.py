@@ -60,7 +60,7 @@ class Output:
 class Write:
     """A State write as it arrived: for tests and benchmarks."""
 
-    at: float  # time.monotonic()
+    at: float  # time.perf_counter(), as the Shelly emulator records its calls
     label: str
     value: Value
 
@@ -141,7 +141,7 @@ class EmulatedSwitchService(BusService):
             return None
         label = path.split("/")[2]
         value = unwrap(msg.body[0]) if msg.signature == "v" else None
-        self.writes.append(Write(time.monotonic(), label, value))
+        self.writes.append(Write(time.perf_counter(), label, value))
         if value not in (0, 1):  # aiovelib's IntegerItem takes what int() makes 0 or 1
             return Message.new_method_return(msg, "i", [1])
         self._tasks.spawn(self._switch_later(label, bool(value)), name=f"switch-{label}")

@@ -22,6 +22,7 @@ switched), or times out with a warning; the engine then sees the relay as it is.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ class DbusOutput:
         self._updated = asyncio.Event()  # the service said something
         self._measured = False  # has /Ac/Power changed since the relay last switched?
         self._told: Unavailable | None = None  # the unavailability last logged
+        self._closing = False
 
     # -- facts --------------------------------------------------------------------------
 
@@ -176,19 +178,25 @@ class DbusOutput:
         self._wanted = on
         self._wake.set()
 
+    def close(self) -> None:
+        """Stop once the commands asked for so far are sent (a removed consumer's release)."""
+        self._closing = True
+        self._wake.set()
+
     async def run(self) -> None:
         """Send each command in turn; the latest wins when several queue up."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             wanted, self._wanted = self._wanted, None
-            if wanted is None:
-                continue
-            try:
-                await self.switch(wanted)
-            except Exception:
-                # A bug with one output must not end its commands, nor anyone else's.
-                log.exception("%s: unexpected failure switching %s", self.consumer.id, self.relay)
+            if wanted is not None:
+                try:
+                    await self.switch(wanted)
+                except Exception:
+                    # A bug with one output must not end its commands, nor anyone else's.
+                    log.exception("%s: unexpected failure with %s", self.consumer.id, self.relay)
+            if self._closing and self._wanted is None:
+                return
 
     async def switch(self, on: bool) -> bool:
         """SetValue on the output's State and wait until it shows; True when it did."""
@@ -231,7 +239,8 @@ class DbusRelays:
         self._client = client
         self._report = report
         self._timeout = timeout
-        self._outputs: dict[str, tuple[DbusOutput, asyncio.Task[None]]] = {}
+        self._outputs: dict[str, DbusOutput] = {}
+        self._workers: dict[DbusOutput, asyncio.Task[None]] = {}  # those still running
         self._services: dict[str, Values | None] = {}  # watched: output paths, None: absent
         self._tasks = Tasks("dbus relays")
 
@@ -239,25 +248,28 @@ class DbusRelays:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._stop(list(self._outputs))
+        await self._stop()
         await self._tasks.aclose()
 
     def __contains__(self, consumer_id: object) -> bool:
         return consumer_id in self._outputs
 
     def sync(self, consumers: Iterable[Consumer]) -> None:
-        """Outputs for new or changed `dbus:` consumers; those no longer in the rules stop."""
+        """Outputs for new or changed `dbus:` consumers; those no longer in the rules stop
+        once they have sent what was still asked of them (their release, usually)."""
         wanted = {c.id: c for c in consumers if c.dbus is not None}
-        for consumer_id, (output, task) in list(self._outputs.items()):
+        for consumer_id, output in list(self._outputs.items()):
             if wanted.get(consumer_id) != output.consumer:
                 del self._outputs[consumer_id]
-                task.cancel()
+                output.close()
         for consumer_id, consumer in wanted.items():
             if consumer_id in self._outputs:
                 continue
             output = DbusOutput(consumer, self._client, self._report, self._timeout)
-            task = asyncio.create_task(output.run(), name=f"dbus-relay-{consumer_id}")
-            self._outputs[consumer_id] = (output, task)
+            self._outputs[consumer_id] = output
+            worker = asyncio.create_task(output.run(), name=f"dbus-relay-{consumer_id}")
+            self._workers[output] = worker
+            worker.add_done_callback(functools.partial(self._ended, output))
             service = output.relay.service
             if service not in self._services:
                 self._services[service] = None
@@ -266,24 +278,33 @@ class DbusRelays:
                 output.update(self._services[service], {})
 
     def command(self, consumer_id: str, on: bool) -> None:
-        entry = self._outputs.get(consumer_id)
-        if entry is None:
+        output = self._outputs.get(consumer_id)
+        if output is None:
             log.warning("no relay for %s; command %s dropped", consumer_id, on)
             return
-        entry[0].command(on)
+        output.command(on)
 
     async def release(self, consumer_ids: Iterable[str]) -> None:
-        """Shutdown: stop every worker, then switch these outputs off and wait for them."""
-        outputs = {i: o for i, (o, _) in self._outputs.items()}
-        await self._stop(list(self._outputs))
-        releasing = [outputs[i] for i in consumer_ids if i in outputs]
-        await asyncio.gather(*(o.switch(False) for o in releasing))
+        """Shutdown: stop every worker (a command still queued is dropped), then switch
+        these outputs off and wait until they show it."""
+        outputs = dict(self._outputs)
+        await self._stop()
+        self._outputs = {i: o for i, o in outputs.items() if i in set(consumer_ids)}
+        await asyncio.gather(*(o.switch(False) for o in self._outputs.values()))
+        self._outputs = {}
 
-    async def _stop(self, consumer_ids: list[str]) -> None:
-        tasks = [self._outputs.pop(i)[1] for i in consumer_ids if i in self._outputs]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def _ended(self, output: DbusOutput, worker: asyncio.Task[None]) -> None:
+        del self._workers[output]
+        if not worker.cancelled() and worker.exception() is not None:
+            log.error(
+                "%s: its relay worker failed", output.consumer.id, exc_info=worker.exception()
+            )
+
+    async def _stop(self) -> None:
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
 
     async def _watch(self, service: str) -> None:
         def values(changed: Values) -> None:
@@ -301,8 +322,9 @@ class DbusRelays:
         await self._client.watch(service, values, gone)
 
     def _feed(self, service: str, changed: Values) -> None:
+        """Every output on the service hears it, also one that is closing down."""
         current = self._services[service]
-        for output, _ in self._outputs.values():
+        for output in {*self._outputs.values(), *self._workers}:
             if output.relay.service == service:
                 output.update(current, changed)
 
