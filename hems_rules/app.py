@@ -26,6 +26,7 @@ from hems_rules.core.inputs import Inputs
 from hems_rules.dbus.client import open_client
 from hems_rules.dbus.settings import SettingsClient
 from hems_rules.errors import RulesError
+from hems_rules.health import Faults
 from hems_rules.loop import EngineLoop, local_now
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.watch import RulesWatcher
@@ -93,6 +94,7 @@ class App:
         self.rules = rules
         self.inputs = Inputs(rules)
         self.numbers = DeviceNumbers()
+        self.faults = Faults()
         self.loop: EngineLoop | None = None
         self.watcher: RulesWatcher | None = None
         self.ready = asyncio.Event()
@@ -138,7 +140,13 @@ class App:
         dbus_variables = await stack.enter_async_context(
             DbusVariables(client, inputs, rules, options.monotonic)
         )
-        relays = Relays(inputs.set_device, client, options.poll_interval, options.shelly_address)
+        relays = Relays(
+            inputs.set_device,
+            client,
+            options.poll_interval,
+            options.shelly_address,
+            faults=self.faults,
+        )
         switch = await stack.enter_async_context(
             SwitchService(
                 settings,
@@ -149,6 +157,7 @@ class App:
                 command=relays.command,
             )
         )
+        self.faults.listen(switch.show_config_error)
         vrm = await stack.enter_async_context(VrmBatteries(settings, rules, options.bus_address))
         await stack.enter_async_context(relays)
         relays.sync(rules.consumers)
@@ -169,7 +178,9 @@ class App:
         loop.on_rules(dbus_variables.use_rules)
         if options.variable_sources:
             sources = await stack.enter_async_context(
-                VariableSources(inputs, rules, switch.set_auto, options.monotonic)
+                VariableSources(
+                    inputs, rules, switch.set_auto, options.monotonic, faults=self.faults
+                )
             )
             loop.on_rules(sources.use_rules)
         self.loop = await stack.enter_async_context(loop)
@@ -178,9 +189,7 @@ class App:
             switch.show_rules_error("" if error is None else str(error))
 
         self.watcher = await stack.enter_async_context(
-            RulesWatcher(
-                options.rules_dir, rules, lambda new, _: loop.swap_rules(new), on_error=rules_error
-            )
+            RulesWatcher(options.rules_dir, rules, loop.swap_rules, on_error=rules_error)
         )
 
     async def _release(self, relays: Relays) -> None:

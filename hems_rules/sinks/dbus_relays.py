@@ -25,13 +25,14 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Self
 
 from dbus_fast import Variant
 
 from hems_rules.core.model import DeviceFact
 from hems_rules.dbus.client import BusClient, Values
+from hems_rules.errors import ConfigurationError, TransientError
+from hems_rules.health import Faults, Health
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import Consumer, DbusRelay
 from hems_rules.tasks import Tasks
@@ -68,19 +69,35 @@ def _status_text(status: int) -> str:
     return " and ".join(named) or f"status 0x{status:02X}"
 
 
-@dataclass(frozen=True)
-class Unavailable:
-    """Why an output cannot be used now; `configuration` when only the user can fix it."""
+class OutputAway(TransientError):
+    """The output cannot be switched for now: its service is away, or its Status a fault."""
 
-    cause: str
-    configuration: bool = False
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.reason = cause
+
+
+class OutputNotOurs(ConfigurationError):
+    """The output is missing, or the GX uses it for something else: the user must act."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.reason = cause
+
+
+Unavailable = OutputAway | OutputNotOurs
 
 
 class DbusOutput:
     """One consumer's output: commands in, facts out (fed by its service's watch)."""
 
     def __init__(
-        self, consumer: Consumer, client: BusClient, report: Report, timeout: float
+        self,
+        consumer: Consumer,
+        client: BusClient,
+        report: Report,
+        timeout: float,
+        faults: Faults | None = None,
     ) -> None:
         assert consumer.dbus is not None
         self.consumer = consumer
@@ -93,7 +110,7 @@ class DbusOutput:
         self._wake = asyncio.Event()
         self._updated = asyncio.Event()  # the service said something
         self._measured = False  # has /Ac/Power changed since the relay last switched?
-        self._told: Unavailable | None = None  # the unavailability last logged
+        self.health = Health(consumer.id, log, faults)
         self._closing = False
 
     # -- facts --------------------------------------------------------------------------
@@ -109,31 +126,29 @@ class DbusOutput:
     def unavailable(self) -> Unavailable | None:
         """Why this output cannot be switched now, or None when it can."""
         if self._values is None:
-            return Unavailable(f"{self.relay.service} is not on the bus")
+            return OutputAway(f"{self.relay.service} is not on the bus")
         if self._value("State") is None:
-            return Unavailable(f"{self.relay.service} has no output {self.relay.output}", True)
+            return OutputNotOurs(f"{self.relay.service} has no output {self.relay.output}")
         function = self._value("Settings/Function")
         if function == OPPORTUNITY_LOAD:
-            return Unavailable(
+            return OutputNotOurs(
                 f"{self.relay} is one of the GX's Opportunity Loads (Function 6), "
-                "hems-rules leaves it alone",
-                True,
+                "hems-rules leaves it alone"
             )
         if function is not None and function != MANUAL:
             name = FUNCTIONS.get(int(function), f"Function {function:g}")
-            return Unavailable(
-                f"{self.relay} is the GX's {name} relay, not Manual; hems-rules leaves it alone",
-                True,
+            return OutputNotOurs(
+                f"{self.relay} is the GX's {name} relay, not Manual; hems-rules leaves it alone"
             )
         status = self._value("Status")
         if status is not None and int(status) not in (STATUS_OFF, STATUS_POWERED, STATUS_ON):
-            return Unavailable(f"{self.relay} reports {_status_text(int(status))}")
+            return OutputAway(f"{self.relay} reports {_status_text(int(status))}")
         return None
 
     def fact(self) -> DeviceFact:
         why = self.unavailable()
         if why is not None:
-            return DeviceFact(available=False, cause=why.cause)
+            return DeviceFact(available=False, cause=why.reason)
         power = None
         if self.on and self._measured and self._metered:
             assert self._values is not None
@@ -156,21 +171,12 @@ class DbusOutput:
             self._measured = True
         self._values = values
         self._updated.set()
-        self._tell()
-        self._report(self.consumer.id, self.fact())
-
-    def _tell(self) -> None:
-        """Log a change of availability once, and the recovery once."""
         why = self.unavailable()
-        if why == self._told:
-            return
         if why is None:
-            log.info("%s available again (%s)", self.consumer.id, self.relay)
-        elif why.configuration:
-            log.error("%s unavailable, the user must act: %s", self.consumer.id, why.cause)
+            self.health.ok()
         else:
-            log.warning("%s unavailable: %s", self.consumer.id, why.cause)
-        self._told = why
+            self.health.failed(why)
+        self._report(self.consumer.id, self.fact())
 
     # -- commands -----------------------------------------------------------------------
 
@@ -203,7 +209,7 @@ class DbusOutput:
         word = "on" if on else "off"
         why = self.unavailable()
         if why is not None:
-            log.warning("%s: not switched %s, %s", self.consumer.id, word, why.cause)
+            log.warning("%s: not switched %s, %s", self.consumer.id, word, why.reason)
             return False
         path = f"{self.relay.prefix}/State"
         try:
@@ -235,10 +241,17 @@ class DbusOutput:
 class DbusRelays:
     """Every `dbus:` consumer's output (an async context manager owning the workers)."""
 
-    def __init__(self, client: BusClient, report: Report, timeout: float = 4.0) -> None:
+    def __init__(
+        self,
+        client: BusClient,
+        report: Report,
+        timeout: float = 4.0,
+        faults: Faults | None = None,
+    ) -> None:
         self._client = client
         self._report = report
         self._timeout = timeout
+        self._faults = faults
         self._outputs: dict[str, DbusOutput] = {}
         self._workers: dict[DbusOutput, asyncio.Task[None]] = {}  # those still running
         self._services: dict[str, Values | None] = {}  # watched: output paths, None: absent
@@ -265,9 +278,9 @@ class DbusRelays:
         for consumer_id, consumer in wanted.items():
             if consumer_id in self._outputs:
                 continue
-            output = DbusOutput(consumer, self._client, self._report, self._timeout)
+            output = DbusOutput(consumer, self._client, self._report, self._timeout, self._faults)
             self._outputs[consumer_id] = output
-            worker = asyncio.create_task(output.run(), name=f"dbus-relay-{consumer_id}")
+            worker = self._tasks.spawn(output.run(), name=f"dbus-relay-{consumer_id}")
             self._workers[output] = worker
             worker.add_done_callback(functools.partial(self._ended, output))
             service = output.relay.service
@@ -294,11 +307,10 @@ class DbusRelays:
         self._outputs = {}
 
     def _ended(self, output: DbusOutput, worker: asyncio.Task[None]) -> None:
+        """A worker is done (Tasks logs how): a removed consumer's fault is no longer shown."""
         del self._workers[output]
-        if not worker.cancelled() and worker.exception() is not None:
-            log.error(
-                "%s: its relay worker failed", output.consumer.id, exc_info=worker.exception()
-            )
+        if output not in self._outputs.values():
+            output.health.close()
 
     async def _stop(self) -> None:
         workers = list(self._workers.values())

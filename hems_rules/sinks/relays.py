@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Self
 
 from hems_rules.dbus.client import BusClient
+from hems_rules.health import Faults
 from hems_rules.ruleset.rules import Consumer
 from hems_rules.shelly.relays import Address, Report, ShellyRelays, direct
 from hems_rules.sinks.dbus_relays import DbusRelays
@@ -26,9 +27,11 @@ class Relays:
         client: BusClient,
         poll_interval: float = 5.0,
         address: Address = direct,
+        *,
+        faults: Faults | None = None,
     ) -> None:
-        self.shelly = ShellyRelays(report, poll_interval, address=address)
-        self.dbus = DbusRelays(client, report)
+        self.shelly = ShellyRelays(report, poll_interval, address=address, faults=faults)
+        self.dbus = DbusRelays(client, report, faults=faults)
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Self:
