@@ -194,7 +194,9 @@ class _Cycle:
     def waiting_text(self, on: bool) -> str:
         """Why a consumer is not switched now: the meters do not show the last switch yet."""
         assert self.waiting is not None
-        names = _names(dict.fromkeys(s.consumer for s in self.waiting.switched))
+        # The user's CustomName from the switch pane when there is one, else the id.
+        ids = dict.fromkeys(s.consumer for s in self.waiting.switched)
+        names = _names(self.snapshot.name(i, i) for i in ids)
         left = self.waiting.since + self.rules.site.settle - self.t
         word = "on" if on else "off"
         return f"{word}: waiting for the meter to show {names} ({_secs(left)} at most)"

@@ -176,8 +176,3 @@ class EmulatedSwitchService(BusService):
             drawn = sum(o.load for o in self.outputs.values() if o.on)
             self.set("/Ac/Power", drawn)
             self.set("/Ac/L1/Power", drawn)
-
-    @property
-    def drawn(self) -> float:
-        """W the relays draw now, whether the service is on the bus or not."""
-        return sum(o.load for o in self.outputs.values() if o.on)
