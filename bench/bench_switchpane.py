@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def percentiles(name: str, samples: list[float]) -> None:
     ordered = sorted(samples)
     report(f"{name}_p50", statistics.median(ordered) * 1000, "ms")
     report(f"{name}_p99", ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000, "ms")
+
+
+async def arrived(
+    seen: Callable[[], Sequence[object]], before: int, what: str, timeout: float = 10.0
+) -> None:
+    """Wait until `seen()` grows past `before` entries, polling closely (the figures are
+    in ms); a command that never arrives is a failure, not a hang."""
+    deadline = time.perf_counter() + timeout
+    while len(seen()) <= before:
+        if time.perf_counter() > deadline:
+            raise AssertionError(f"{what} never reached the relay")
+        await asyncio.sleep(0.0005)
 
 
 def loopback(endpoint: ShellyEndpoint) -> tuple[str, int]:
@@ -109,8 +122,9 @@ async def state_write_to_relay(writes: int) -> None:
                         start = time.perf_counter()
                         path = f"/SwitchableOutput/{n}/State"
                         assert await client.set_value(SWITCH, path, Variant("i", (k + 1) % 2)) == 0
-                        while len(arrivals(kind)) == before:
-                            await asyncio.sleep(0.0005)
+                        await arrived(
+                            functools.partial(arrivals, kind), before, f"{kind} write {k}"
+                        )
                         samples.append(arrivals(kind)[before] - start)
                         await asyncio.sleep(0.05)  # the read-back arrives before the next write
                     percentiles(f"state_write_to_{kind}_relay", samples)
@@ -139,8 +153,7 @@ async def system_change_to_set_value(changes: int) -> None:
                     gx.update(
                         {"/Ac/PvOnGrid/L1/Power": pv, "/Ac/Consumption/L1/Power": 300.0 + drawn}
                     )
-                    while len(service.writes) == before:
-                        await asyncio.sleep(0.0005)
+                    await arrived(lambda: service.writes, before, f"change {k}")
                     samples.append(service.writes[before].at - start)
                     want = k % 2 == 0
                     while service.outputs["0"].on != want:

@@ -139,7 +139,9 @@ class ShellyRelay:
         if wanted is not None:
             log.info("%s switched %s", self.consumer.id, "on" if on else "off")
             self._measured = False
-        self._wanted = None
+        if self._wanted == wanted:
+            # Not a command that arrived while this one was on its way: that one is next.
+            self._wanted = None
 
 
 class ShellyRelays:
