@@ -143,6 +143,7 @@ async def test_auto_is_one_value_on_two_paths(pane: Pane) -> None:
 async def test_a_state_write_while_auto_is_on_is_refused(pane: Pane) -> None:
     state = f"/SwitchableOutput/{pane.n('heater')}/State"
     assert await pane.set(state, Variant("i", 1)) != 0, "gui-v2: Disable Auto mode first"
+    assert await pane.set(state, Variant("i", 0)) != 0, "refused, even for what it is now"
     assert await pane.get(state) == 0
     assert not pane.heater.switches[0].output
 

@@ -241,10 +241,12 @@ class BusService:
             value = item.coerce(unwrap(variant))
         except (ValueError, TypeError):
             return 1
-        if value == item.value:
-            return 0
+        # Asked even when the value is the same: a write may be refused for who asks or
+        # when (the switch pane's State while Auto is on), not only for what it says.
         if item.on_set is not None and not item.on_set(item.path, value):
             return 2
+        if value == item.value:
+            return 0
         item.value = value
         self._changed(item)
         return 0

@@ -224,6 +224,8 @@ class SwitchService:
         if not AUTO.valid(value) or consumer_id is None:
             return False
         assert isinstance(value, int)
+        if value == self.inputs.auto.get(consumer_id, 1):
+            return True  # nothing to change, nothing to write to flash
         n = _number(path)
         self.inputs.set_auto(consumer_id, value)
         self.service.set(f"/Devices/{n}/S2/Auto", value)
@@ -254,6 +256,8 @@ class SwitchService:
         user = USER_SETTINGS[path.rsplit("/", 1)[1]]
         if consumer_id is None or not user.valid(value):
             return False
+        if value == self.service[path]:
+            return True
         if user.leaf == "CustomName":
             assert isinstance(value, str)
             self.inputs.set_name(consumer_id, value)
