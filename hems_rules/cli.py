@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from hems_rules.app import AppOptions, run_app, setup_logging
@@ -101,12 +102,18 @@ def _demo(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        return asyncio.run(run_demo(args.rules, args.speed, args.duration, bus_address=args.bus))
+        rules = args.rules or examples()
+        return asyncio.run(run_demo(rules, args.speed, args.duration, bus_address=args.bus))
     except KeyboardInterrupt:
         return 0
     except HemsError as err:
         print(err, file=sys.stderr)
         return 1
+
+
+def examples() -> Path:
+    """The example rules the package carries (what `demo` runs without --rules)."""
+    return Path(str(resources.files("hems_rules") / "examples"))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -137,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=_simulate)
 
     demo = commands.add_parser("demo", help="the appliance on an accelerated solar day")
-    demo.add_argument("--rules", type=Path, default=Path("rules"))
+    demo.add_argument("--rules", type=Path, help="rules directory (default: the examples)")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     demo.add_argument("--bus", help="D-Bus address (default: a private dbus-daemon)")
     demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 60s)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hems_rules.cli import main
+from hems_rules.demo.broker import mosquitto
 
 REPO = Path(__file__).parent.parent
 
@@ -97,17 +99,20 @@ def test_simulate_with_a_rules_directory(tmp_path: Path) -> None:
     assert main(["simulate", str(scenario), "--rules", str(REPO / "rules")]) == 0
 
 
-def test_the_demo_runs_and_ends_cleanly_after_its_duration() -> None:
+def test_the_demo_runs_from_any_directory_and_ends_cleanly(tmp_path: Path) -> None:
+    """Defect 12: the package carries its example rules."""
     done = subprocess.run(
         [sys.executable, "-m", "hems_rules.cli", "demo", "--duration", "4s", "--speed", "120"],
         capture_output=True,
         text=True,
         check=False,
-        cwd=REPO,
+        cwd=tmp_path,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert "Pool filter" in done.stdout and "battery reservation" in done.stdout
-    heater_l3 = next(line for line in done.stdout.splitlines() if "Heater L3" in line)
+    *_, heater_l3 = (line for line in done.stdout.splitlines() if "Heater L3" in line)
     assert "D-Bus" in heater_l3 and "unavailable" not in heater_l3, "the dbus: relay works"
+    if mosquitto() is not None:  # #15 15c: through the real MQTT source, as `run` does
+        assert re.search(r"tank_temp \d+(\.\d+)? \(via MQTT\)", done.stdout), done.stdout
     assert "demo ended after" in done.stdout

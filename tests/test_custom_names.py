@@ -16,7 +16,7 @@ def test_a_reason_naming_another_consumer_uses_its_custom_name() -> None:
     rules = rules_from(
         "site: {phases: 1, battery_reservation: 0}\nconsumers:\n"
         "  - {id: a, shelly: {host: h.invalid}, power: 1000}\n"
-        "  - {id: b, shelly: {host: h.invalid}, power: 1000}\n"
+        "  - {id: b, shelly: {host: b.invalid}, power: 1000}\n"
     )
 
     def at(a_on: bool) -> Snapshot:

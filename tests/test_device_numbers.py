@@ -10,7 +10,7 @@ from tests.conftest import rules_from
 
 
 def consumers(*ids: str) -> list[Consumer]:
-    lines = "".join(f"  - {{id: {i}, shelly: {{host: h.invalid}}, power: 1}}\n" for i in ids)
+    lines = "".join(f"  - {{id: {i}, shelly: {{host: {i}.invalid}}, power: 1}}\n" for i in ids)
     return list(rules_from(f"consumers:\n{lines}").consumers)
 
 
