@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -222,3 +223,21 @@ async def test_a_consumer_removed_by_a_reload_is_released_before_its_worker_ends
             await wait_until(lambda: not device.outputs["0"].on, what="the removed one released")
             assert device.outputs["1"].on
             assert "heater" not in relays.dbus
+
+
+async def test_a_reload_that_moves_a_consumer_to_another_service_follows_it(bus: Bus) -> None:
+    other = "com.victronenergy.switch.shelly_a8032ab1c2d4_1"
+    moved = rules(HEATER.replace(ACLOAD, other).replace("output: 0", "output: 1"))
+    async with (
+        EmulatedSwitchService(ACLOAD, bus.daemon.address, [Output("0")]) as old,
+        EmulatedSwitchService(other, bus.daemon.address, [Output("1")]) as new,
+        relays_for(bus, rules(HEATER)) as relays,
+    ):
+        await wait_until(lambda: bus.fact("heater") == DeviceFact(on=False))
+        relays.sync(moved.consumers)
+        new.press("1", True)
+        await wait_until(lambda: bus.fact("heater").on, what="the new service's output")
+        old.press("0", False)
+        old.fault("0", 0x08)
+        await asyncio.sleep(0.2)  # an observation window: the old service is no one's now
+        assert bus.fact("heater") == DeviceFact(on=True)

@@ -30,7 +30,7 @@ from typing import Self
 from dbus_fast import Variant
 
 from hems_rules.core.model import DeviceFact
-from hems_rules.dbus.client import BusClient, Values
+from hems_rules.dbus.client import BusClient, Values, Watch
 from hems_rules.errors import ConfigurationError, TransientError
 from hems_rules.health import Faults, Health
 from hems_rules.numbers import number
@@ -255,6 +255,7 @@ class DbusRelays:
         self._outputs: dict[str, DbusOutput] = {}
         self._workers: dict[DbusOutput, asyncio.Task[None]] = {}  # those still running
         self._services: dict[str, Values | None] = {}  # watched: output paths, None: absent
+        self._watches: dict[str, Watch] = {}
         self._tasks = Tasks("dbus relays")
 
     async def __aenter__(self) -> Self:
@@ -300,9 +301,10 @@ class DbusRelays:
     async def release(self, consumer_ids: Iterable[str]) -> None:
         """Shutdown: stop every worker (a command still queued is dropped), then switch
         these outputs off and wait until they show it."""
+        ids = set(consumer_ids)
         outputs = dict(self._outputs)
         await self._stop()
-        self._outputs = {i: o for i, o in outputs.items() if i in set(consumer_ids)}
+        self._outputs = {i: o for i, o in outputs.items() if i in ids}
         await asyncio.gather(*(o.switch(False) for o in self._outputs.values()))
         self._outputs = {}
 
@@ -311,6 +313,16 @@ class DbusRelays:
         del self._workers[output]
         if output not in self._outputs.values():
             output.health.close()
+            self._forget_unused()
+
+    def _forget_unused(self) -> None:
+        """Stop watching services no output is on any more (a reload moved them)."""
+        used = {o.relay.service for o in (*self._outputs.values(), *self._workers)}
+        for service in [s for s in self._services if s not in used]:
+            del self._services[service]
+            watch = self._watches.pop(service, None)
+            if watch is not None:
+                watch.close()
 
     async def _stop(self) -> None:
         workers = list(self._workers.values())
@@ -322,16 +334,21 @@ class DbusRelays:
         def values(changed: Values) -> None:
             mine = {p: v for p, v in changed.items() if _wanted_path(p)}
             known = self._services.get(service)
-            if known is not None and not mine:
-                return  # a batch about other paths (the system service has hundreds)
+            if service not in self._services or (known is not None and not mine):
+                return  # forgotten, or a batch about other paths (system has hundreds)
             self._services[service] = {**(known or {}), **mine}
             self._feed(service, mine)
 
         def gone() -> None:
-            self._services[service] = None
-            self._feed(service, {})
+            if service in self._services:
+                self._services[service] = None
+                self._feed(service, {})
 
-        await self._client.watch(service, values, gone)
+        watch = await self._client.watch(service, values, gone)
+        if service in self._services:
+            self._watches[service] = watch
+        else:
+            watch.close()  # forgotten while the first scan was under way
 
     def _feed(self, service: str, changed: Values) -> None:
         """Every output on the service hears it, also one that is closing down."""
