@@ -211,6 +211,7 @@ def test_a_dbus_relay_compiles_with_its_output_as_a_label(tmp_path: Path) -> Non
         ("dbus: {service: switch.x, output: 0}, ", "is not a service name like"),
         ("dbus: {service: com.victronenergy.switch.x, output: -1}, ", "is not an output"),
         ("dbus: {service: com.victronenergy.switch.x, output: a/b}, ", "is not an output"),
+        ("dbus: {service: com.victronenergy.switch.hems, output: 0}, ", "hems-rules' own"),
     ],
 )
 def test_a_consumer_needs_exactly_one_valid_relay(

@@ -20,6 +20,7 @@ from hems_rules.expressions import FUNCTIONS, RESERVATION_NAMES, Expression, com
 from hems_rules.ruleset import schema
 from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import (
+    HEMS_SWITCH_SERVICE,
     AutoWrites,
     Consumer,
     DbusRelay,
@@ -215,6 +216,13 @@ class _Compiler:
     ) -> Consumer | None:
         path: tuple[PathPart, ...] = ("consumers", index)
         raw = spec
+        if raw.get("dbus", {}).get("service") == HEMS_SWITCH_SERVICE:
+            self.problems.append(
+                doc.problem(
+                    (*path, "dbus", "service"),
+                    "is hems-rules' own switch service: name the service of the relay itself",
+                )
+            )
         if raw["phase"] == "3P" and site.phases != 3:
             self.problems.append(doc.problem((*path, "phase"), "3P needs a 3-phase site"))
         if raw["phase"] in ("L2", "L3") and int(raw["phase"][1]) > site.phases:

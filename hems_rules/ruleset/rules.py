@@ -41,6 +41,11 @@ class ShellyEndpoint:
             raise ValueError("toggle_after must be positive")
 
 
+# The service hems-rules publishes its consumers on: never a relay of its own rules
+# (a State write there switches a consumer by hand, which would loop).
+HEMS_SWITCH_SERVICE = "com.victronenergy.switch.hems"
+
+
 @dataclass(frozen=True)
 class DbusRelay:
     """A switchable output the GX already publishes (dbus-shelly, the GX's own relays)."""

@@ -34,13 +34,13 @@ from hems_rules.core.model import CycleResult
 from hems_rules.dbus.service import BusService
 from hems_rules.dbus.settings import Setting, SettingsClient, follow_instance, instance_of
 from hems_rules.dbus.variants import Value
-from hems_rules.ruleset.rules import PHASES, Consumer, RuleSet
+from hems_rules.ruleset.rules import HEMS_SWITCH_SERVICE, PHASES, Consumer, RuleSet
 from hems_rules.sinks.device_numbers import DeviceNumbers
 from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
-SERVICE = "com.victronenergy.switch.hems"
+SERVICE = HEMS_SWITCH_SERVICE
 INSTANCE_SETTING = "/Settings/Devices/hems_switch/ClassAndVrmInstance"
 NUMBERS_SETTING = "/Settings/HEMS/DeviceNumbers"
 STATES = {"off": 0, "on": 1, "unavailable": 2}
