@@ -184,6 +184,10 @@ async def test_custom_name_is_shown_and_survives_a_restart(pane: Pane) -> None:
     await wait_until(lambda: pane.settings["/Settings/HEMS/CustomName/heater"] == "Boiler rod")
     assert await pane.set(f"/SwitchableOutput/{n}/Settings/Group", Variant("s", "Tank")) == 0
     await wait_until(lambda: pane.settings["/Settings/HEMS/Group/heater"] == "Tank")
+    assert await pane.set("/CustomName", Variant("s", "Energy manager")) == 0  # the device
+    await wait_until(
+        lambda: pane.settings["/Settings/Devices/hems_switch/CustomName"] == "Energy manager"
+    )
     await pane.stop()
     app = await pane.start()
     assert pane.n("heater") == n
@@ -191,6 +195,7 @@ async def test_custom_name_is_shown_and_survives_a_restart(pane: Pane) -> None:
     assert await pane.get(f"/SwitchableOutput/{n}/Settings/Group") == "Tank"
     assert await pane.get(f"/Devices/{n}/Name") == "Boiler rod"
     assert await pane.get(f"/SwitchableOutput/{n}/Name") == "Heater", "the rules' name stays"
+    assert await pane.get("/CustomName") == "Energy manager"
     assert app.inputs.snapshot(0.0).name("heater", "Heater") == "Boiler rod"
 
 

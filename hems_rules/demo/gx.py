@@ -13,8 +13,9 @@ from typing import Any
 
 from dbus_fast import Message, Variant
 
-from hems_rules.dbus.service import BusService, Item
-from hems_rules.dbus.variants import Value, unwrap, wrap
+from hems_rules.dbus.service import INVALID_ARGS, BusService, Item, one_variant
+from hems_rules.dbus.variants import Value, unwrap, wrap, written
+from hems_rules.numbers import checked
 
 SETTINGS_INTERFACE = "com.victronenergy.Settings"
 
@@ -48,7 +49,7 @@ class _Setting(Item):
     def coerce(self, raw: Value) -> Value:
         """localsettings converts a number to the setting's type (convertToType)."""
         if self.kind is int and isinstance(raw, float):
-            return int(raw)
+            return int(checked(raw))
         return super().coerce(raw)
 
     def in_range(self, value: Value) -> bool:
@@ -69,6 +70,8 @@ class SimulatedSettings(BusService):
 
     def handle_custom(self, msg: Message) -> Message | None:
         if msg.interface == SETTINGS_INTERFACE and msg.member == "AddSettings" and msg.path == "/":
+            if msg.signature != "aa{sv}":
+                return Message.new_error(msg, INVALID_ARGS, "AddSettings takes aa{sv}")
             replies = [self._add(dict(entry)) for entry in msg.body[0]]
             return Message.new_method_return(msg, "aa{sv}", [replies])
         setting = self.items.get(str(msg.path))
@@ -78,15 +81,19 @@ class SimulatedSettings(BusService):
             )
             return Message.new_method_return(msg, "v", [wrap(0 if value is None else value)])
         if isinstance(setting, _Setting) and msg.member == "SetValue":
+            refused = one_variant(msg)
+            if refused is not None:
+                return refused
             return Message.new_method_return(msg, "i", [self._write(setting, msg.body[0])])
         return None
 
     def _write(self, setting: _Setting, variant: Variant) -> int:
+        """localsettings: the setting's own type within min/max, or -1 (invalid included)."""
         try:
-            value = setting.coerce(unwrap(variant))
-        except (ValueError, TypeError):
+            value = setting.coerce(written(variant))
+        except ValueError:
             return -1
-        if not setting.in_range(value):
+        if value is None or not setting.in_range(value):
             return -1
         self.set(setting.path, value)
         return 0
@@ -128,7 +135,7 @@ class SimulatedSettings(BusService):
             for path, item in self.items.items()
             if path.endswith("/ClassAndVrmInstance")
         }
-        instance = int(number or 0)
+        instance = int(number) if number.isascii() and number.isdigit() else 0
         while f"{device_class}:{instance}" in taken:
             instance += 1
         return f"{device_class}:{instance}"

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 SERVICE = HEMS_SWITCH_SERVICE
 INSTANCE_SETTING = "/Settings/Devices/hems_switch/ClassAndVrmInstance"
 NUMBERS_SETTING = "/Settings/HEMS/DeviceNumbers"
+DEVICE_NAME_SETTING = "/Settings/Devices/hems_switch/CustomName"
 STATES = {"off": 0, "on": 1, "unavailable": 2}
 STATUS_OFF, STATUS_ON, STATUS_FAULT = 0x00, 0x09, 0x08
 THREE_STATE = 9  # gui-v2's On / Off / Auto switch
@@ -133,10 +134,24 @@ class SwitchService:
 
     async def start(self, rules: RuleSet) -> None:
         instance = await device_instance(self.settings, INSTANCE_SETTING, "switch:815")
-        given = await self.settings.add([Setting(NUMBERS_SETTING, Variant("s", "{}"))])
-        self.numbers.restore(str(given[NUMBERS_SETTING] or "{}"))
+        stored = await self.settings.add(
+            [
+                Setting(NUMBERS_SETTING, Variant("s", "{}")),
+                Setting(DEVICE_NAME_SETTING, Variant("s", "")),
+            ]
+        )
+        self.numbers.restore(str(stored[NUMBERS_SETTING] or "{}"))
         service = self.service
         service.add_mandatory("hems-rules", instance, "hems-rules", "HEMS")
+        # The device's own name in the GX's lists, and before its rows in the switch pane.
+        name = stored[DEVICE_NAME_SETTING]
+        service.add(
+            "/CustomName",
+            name if isinstance(name, str) else "",
+            kind=str,
+            writable=True,
+            on_set=self._device_named,
+        )
         service.add("/State", 0x100)
         service.add("/Hems/Active", 0)
         service.add("/Hems/BatteryReservation", None, kind=float, unit="W")
@@ -187,7 +202,11 @@ class SwitchService:
             return
         custom = stored["CustomName"] if isinstance(stored["CustomName"], str) else ""
         self.inputs.set_name(consumer.id, custom)
-        auto = 0 if stored["Auto"] == 0 else 1
+        auto = stored["Auto"]
+        if auto not in (0, 1):  # an invalid or odd setting is not a 1: not controlled
+            log.warning("%s: Auto setting holds %r, read as 0", consumer.id, auto)
+            auto = 0
+        assert isinstance(auto, int)
         self.inputs.set_auto(consumer.id, auto)
         s.add(f"{device}/S2/Auto", auto, kind=int, writable=True, on_set=self._auto_written)
         s.add(f"{device}/Name", custom or consumer.name)
@@ -264,6 +283,13 @@ class SwitchService:
             name = value or self._names[consumer_id]
             self.service.set(f"/Devices/{_number(path)}/Name", name)
         self._persist_later(user.setting(consumer_id).path, Variant(user.default.signature, value))
+        return True
+
+    def _device_named(self, path: str, value: Value) -> bool:
+        if not isinstance(value, str):
+            return False
+        if value != self.service[path]:
+            self._persist_later(DEVICE_NAME_SETTING, Variant("s", value))
         return True
 
     def set_auto(self, number: int, value: int) -> bool:
