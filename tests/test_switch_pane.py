@@ -19,6 +19,7 @@ from hems_rules.dbus.client import BusClient, Values, open_client
 from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.demo.switch_emulator import EmulatedSwitchService, Output
+from hems_rules.numbers import number
 from hems_rules.ruleset import load_rules
 from hems_rules.ruleset.rules import ShellyEndpoint
 from tests.bus import DbusDaemon
@@ -172,6 +173,8 @@ async def test_with_auto_off_a_state_write_switches_the_relay_and_the_engine_lea
         lambda: any(s.get(f"/SwitchableOutput/{n}/Status") == 0x09 for s in pane.signals)
     )
     assert await pane.get(f"/SwitchableOutput/{n}/State") == 1
+    runtime = f"/Devices/{n}/RuntimeToday"
+    await wait_until(lambda: any((number(s.get(runtime)) or 0) >= 1 for s in pane.signals))
     assert await pane.set(f"/SwitchableOutput/{n}/State", Variant("i", 0)) == 0  # gui-v2's Off
     await wait_until(lambda: not relay_on(), what="switched off by hand")
 

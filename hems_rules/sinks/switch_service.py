@@ -4,7 +4,8 @@ own switch pane.
 Per consumer n (numbers are never reused, see device_numbers.py):
 
 - `/Devices/<n>/`: writable `S2/Auto` (0/1) and read-only `Name`, `State`, `Power`,
-  `Priority`, `Reason`: the surface MQTT clients, Node-RED and VRM widgets use.
+  `Priority`, `Reason`, `RuntimeToday` (s): the surface MQTT clients, Node-RED and VRM
+  widgets use.
 - `/SwitchableOutput/<n>/`: what gui-v2 (on the GX, in the local console and in VRM's
   remote console) shows as a three-state switch with On, Off and Auto buttons
   (`Settings/Type` 9). `Auto` is the same value as `/Devices/<n>/S2/Auto`: a write to
@@ -49,7 +50,6 @@ STATUS_OFF, STATUS_ON, STATUS_FAULT = 0x00, 0x09, 0x08
 THREE_STATE = 9  # gui-v2's On / Off / Auto switch
 MANUAL = 2  # never 6: that is the GX's own Opportunity Loads
 NAME_BYTES = 32  # what gui-v2 and dbus-shelly allow for CustomName and Group
-DEVICE_LEAVES = ("S2/Auto", "Name", "State", "Power", "Priority", "Reason")
 
 # Switch by hand: the same relay worker the engine commands.
 Command = Callable[[str, bool], None]
@@ -214,7 +214,7 @@ class SwitchService:
         s.add(f"{device}/Power", None, kind=float, unit="W")
         s.add(f"{device}/Priority", consumer.priority)
         s.add(f"{device}/Reason", "", kind=str)
-        # Issue #10: /Devices/<n>/RuntimeToday (s) belongs here once the plan carries it.
+        s.add(f"{device}/RuntimeToday", 0, unit="s")
         s.add(f"{output}/State", 0, writable=True, on_set=self._state_written)
         s.add(f"{output}/Status", STATUS_FAULT)
         s.add(f"{output}/Name", consumer.name)
@@ -337,6 +337,7 @@ class SwitchService:
             s.set(f"{device}/State", STATES[decision.state])
             s.set(f"{device}/Power", measured if measured is not None else decision.power)
             s.set(f"{device}/Reason", decision.reason)
+            s.set(f"{device}/RuntimeToday", round(decision.runtime))
             s.set(f"{device}/S2/Auto", auto)
             s.set(f"{output}/Auto", auto)
             # The relay as it reports itself, not what the plan wants of it.
