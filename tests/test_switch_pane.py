@@ -241,6 +241,11 @@ async def test_a_number_is_never_given_to_another_consumer(pane: Pane, tmp_path:
     await wait_until(lambda: "boiler" in pane.app.numbers.numbers, what="reloaded")  # type: ignore[union-attr]
     assert pane.n("boiler") not in (heater, pool), "the heater's number is retired"
     assert pane.n("pool") == pool
+    # The paths go once the reload's settings are read: ItemsChanged says so (invalid).
+    await wait_until(
+        lambda: any(s.get(f"/SwitchableOutput/{heater}/State", 0) is None for s in pane.signals),
+        what="the heater's paths removed",
+    )
     items = await pane.client.get_items(SWITCH)
     assert f"/Devices/{heater}/S2/Auto" not in items
     assert f"/SwitchableOutput/{heater}/State" not in items
