@@ -30,8 +30,9 @@ from hems_rules.health import Faults
 from hems_rules.loop import EngineLoop, local_now
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.watch import RulesWatcher
-from hems_rules.shelly.relays import Address, ShellyRelays, direct
+from hems_rules.shelly.relays import Address, direct
 from hems_rules.sinks.device_numbers import DeviceNumbers
+from hems_rules.sinks.relays import Relays
 from hems_rules.sinks.switch_service import SwitchService
 from hems_rules.sinks.vrm_battery import VrmBatteries
 from hems_rules.sources.dbus import DbusVariables, HemsSettings, SystemSource
@@ -140,19 +141,26 @@ class App:
         dbus_variables = await stack.enter_async_context(
             DbusVariables(client, inputs, rules, options.monotonic)
         )
+        relays = Relays(
+            inputs.set_device,
+            client,
+            options.poll_interval,
+            options.shelly_address,
+            faults=self.faults,
+        )
         switch = await stack.enter_async_context(
-            SwitchService(settings, inputs, self.numbers, rules, options.bus_address)
+            SwitchService(
+                settings,
+                inputs,
+                self.numbers,
+                rules,
+                address=options.bus_address,
+                command=relays.command,
+            )
         )
         self.faults.listen(switch.show_config_error)
         vrm = await stack.enter_async_context(VrmBatteries(settings, rules, options.bus_address))
-        relays = await stack.enter_async_context(
-            ShellyRelays(
-                inputs.set_device,
-                options.poll_interval,
-                address=options.shelly_address,
-                faults=self.faults,
-            )
-        )
+        await stack.enter_async_context(relays)
         relays.sync(rules.consumers)
         # Exit callbacks run in reverse: this one after the engine below has stopped.
         stack.push_async_callback(self._release, relays)
@@ -190,7 +198,7 @@ class App:
             RulesWatcher(options.rules_dir, rules, loop.swap_rules, on_error=rules_error)
         )
 
-    async def _release(self, relays: ShellyRelays) -> None:
+    async def _release(self, relays: Relays) -> None:
         """On shutdown, controlled consumers that are on are switched off unless `keep`."""
         ids: list[str] = []
         if self.loop is not None:

@@ -60,9 +60,14 @@ def _summary(rules: RuleSet) -> str:
     for _, c in ranked:
         kind = "primary" if c.primary else "secondary"
         condition = f", auto_when {c.auto_when.source!r}" if c.auto_when else ""
+        relay = (
+            f"shelly {c.shelly.host}:{c.shelly.port} switch {c.shelly.switch}"
+            if c.shelly is not None
+            else f"dbus {c.dbus}"
+        )
         lines.append(
             f"  {c.priority:>4}  {c.id:<20} {c.power:>6g} W {c.phase:<2} {kind:<9} "
-            f"shelly {c.shelly.host}:{c.shelly.port} switch {c.shelly.switch}{condition}"
+            f"{relay}{condition}"
         )
         if c.runtime is not None:
             lines.append(f"        {'':<20} runtime {_runtime(c.runtime)}")

@@ -34,7 +34,7 @@ def metered(inputs: Inputs, rules: RuleSet, devices: dict[str, EmulatedShelly]) 
         drawn = sum(
             devices[c.id].switches[c.shelly.switch].load
             for c in rules.consumers
-            if c.id in devices and inputs.devices.get(c.id, UNAVAILABLE).on
+            if c.id in devices and c.shelly is not None and inputs.devices.get(c.id, UNAVAILABLE).on
         )
         inputs.update_system({"/Ac/Consumption/L1/Power": HOUSE + drawn})
 

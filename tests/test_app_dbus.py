@@ -316,7 +316,7 @@ async def test_run_with_broken_rules_runs_nothing_and_says_why(tmp_path: Path) -
     )  # fmt: skip
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
-    assert "rules.yaml:2:5: consumers[0]: 'shelly' is a required property" in err.decode()
+    assert "rules.yaml:2:5: consumers[0]: needs exactly one relay: shelly: or dbus:" in err.decode()
     assert "nothing runs" in (tmp_path / "log" / "info.log").read_text()
 
 

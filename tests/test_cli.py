@@ -111,6 +111,8 @@ def test_the_demo_runs_from_any_directory_and_ends_cleanly(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert "Pool filter" in done.stdout and "battery reservation" in done.stdout
+    *_, heater_l3 = (line for line in done.stdout.splitlines() if "Heater L3" in line)
+    assert "D-Bus" in heater_l3 and "unavailable" not in heater_l3, "the dbus: relay works"
     if mosquitto() is not None:  # #15 15c: through the real MQTT source, as `run` does
         assert re.search(r"tank_temp \d+(\.\d+)? \(via MQTT\)", done.stdout), done.stdout
     assert "demo ended after" in done.stdout

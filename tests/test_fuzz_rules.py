@@ -208,7 +208,7 @@ def assert_sound(rules: RuleSet) -> None:
         assert 0 <= consumer.power <= 1e6 and 0 <= consumer.off_margin <= 1e6
         assert 0 <= consumer.priority <= 1000
         assert all(0 <= d <= 604800 for d in (consumer.min_on, consumer.min_off))
-        toggle = consumer.shelly.toggle_after
+        toggle = consumer.shelly.toggle_after if consumer.shelly is not None else None
         assert toggle is None or 1 <= toggle <= 86400
     for variable in rules.variables.values():
         source = variable.source

@@ -61,7 +61,8 @@ def test_a_good_file_compiles_with_defaults_and_seconds(tmp_path: Path) -> None:
     assert heater.min_on == 30.0 and heater.min_off == 60.0
     assert heater.on_margin == 0 and heater.max_starts_per_day is None
     assert not heater.release_keeps and not heater.stale_holds
-    assert pump.primary and pump.priority == 50 and pump.shelly.port == 8080
+    assert pump.primary and pump.priority == 50
+    assert pump.shelly is not None and pump.shelly.port == 8080
     assert rules.site.loop_interval == 2.0 and rules.site.dc_efficiency == 0.925
     assert rules.variables["tank_temp"].source.stale_after == 300.0
     assert rules.site.battery_reservation.evaluate({"SOC": 50}).value == 2500.0
@@ -184,3 +185,47 @@ def test_docs_describe_every_key_the_schema_allows() -> None:
 def test_the_schema_is_valid_json_schema_2020_12() -> None:
     Draft202012Validator.check_schema(schema())
     assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+DBUS_RELAY = (
+    "  - {id: pump, dbus: {service: com.victronenergy.switch.shelly_a1_0, output: 0}, power: 5}\n"
+)
+
+
+def test_a_dbus_relay_compiles_with_its_output_as_a_label(tmp_path: Path) -> None:
+    write(tmp_path, "rules.yaml", "consumers:\n" + DBUS_RELAY)
+    [pump] = load_rules(tmp_path).consumers
+    assert pump.shelly is None and pump.dbus is not None
+    assert (pump.dbus.service, pump.dbus.output) == ("com.victronenergy.switch.shelly_a1_0", "0")
+
+
+@pytest.mark.parametrize(
+    ("relay", "expected"),
+    [
+        ("", "consumers[0]: needs exactly one relay: shelly: or dbus:"),
+        (
+            "shelly: {host: 10.0.0.5}, dbus: {service: com.victronenergy.switch.x, output: 0}, ",
+            "consumers[0]: needs exactly one relay: shelly: or dbus:",
+        ),
+        ("dbus: {service: com.victronenergy.switch.x}, ", "'output' is a required property"),
+        ("dbus: {service: switch.x, output: 0}, ", "is not a service name like"),
+        ("dbus: {service: com.victronenergy.switch.x, output: -1}, ", "is not an output"),
+        ("dbus: {service: com.victronenergy.switch.x, output: a/b}, ", "is not an output"),
+        ("dbus: {service: com.victronenergy.switch.hems, output: 0}, ", "hems-rules' own"),
+    ],
+)
+def test_a_consumer_needs_exactly_one_valid_relay(
+    tmp_path: Path, relay: str, expected: str
+) -> None:
+    write(tmp_path, "rules.yaml", f"consumers:\n  - {{id: pump, {relay}power: 5}}\n")
+    [error] = errors_of(tmp_path)
+    assert error.startswith(f"{tmp_path}/rules.yaml:2:") and expected in error, error
+
+
+def test_two_consumers_on_one_dbus_output_are_refused_naming_both(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "consumers:\n" + DBUS_RELAY)
+    write(tmp_path, "b.yaml", "consumers:\n" + DBUS_RELAY.replace("id: pump", "id: twin"))
+    assert errors_of(tmp_path) == [
+        f"{tmp_path}/b.yaml:2:22: consumers[0].dbus: the same relay as pump "
+        f"({tmp_path}/a.yaml:2), which would fight it"
+    ]

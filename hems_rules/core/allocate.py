@@ -96,7 +96,9 @@ class Allocation:
         reason = self._waiting.get(on)
         if reason is None:
             assert self.waiting is not None
-            names = tuple(dict.fromkeys(s.consumer for s in self.waiting.switched))
+            # The user's CustomName from the switch pane when there is one, else the id.
+            ids = dict.fromkeys(s.consumer for s in self.waiting.switched)
+            names = tuple(self.snapshot.name(i, i) for i in ids)
             left = self.waiting.since + self.rules.site.settle - self.t
             reason = self._waiting[on] = Reason(Code.SETTLING, (on, names, seconds(left)))
         return reason

@@ -25,6 +25,7 @@ class Inputs:
         self.system_present = False
         self.devices: dict[str, DeviceFact] = {}
         self.auto: dict[str, int] = {}
+        self.names: dict[str, str] = {}
         self.max_charge_current: float | None = None
         self.max_charge_voltage: float | None = None
         self.hub4_mode: int | None = None
@@ -61,6 +62,11 @@ class Inputs:
     def set_auto(self, consumer_id: str, value: int) -> None:
         self._touch(self.auto.get(consumer_id, 1) != value)
         self.auto[consumer_id] = value
+
+    def set_name(self, consumer_id: str, custom: str) -> None:
+        """The name the user gave a consumer in the switch pane ("": the rules' name)."""
+        self._touch(self.names.get(consumer_id, "") != custom)
+        self.names[consumer_id] = custom
 
     def set_settings(self, settings: Settings) -> None:
         self._touch(settings != self.settings)
@@ -101,4 +107,5 @@ class Inputs:
             max_charge_current=self.max_charge_current,
             max_charge_voltage=self.max_charge_voltage,
             hub4_mode=self.hub4_mode,
+            names=MappingProxyType({i: n for i, n in self.names.items() if n}),
         )

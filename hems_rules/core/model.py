@@ -68,6 +68,11 @@ class Snapshot:
     max_charge_current: float | None = None
     max_charge_voltage: float | None = None
     hub4_mode: int | None = None
+    names: Mapping[str, str] = field(default_factory=_empty)  # the user's, from the switch pane
+
+    def name(self, consumer_id: str, default: str) -> str:
+        """What the user calls a consumer: its CustomName, else `default` (the rules')."""
+        return self.names.get(consumer_id) or default
 
 
 class ConsumerState(NamedTuple):

@@ -58,7 +58,8 @@ class Item:
     def coerce(self, raw: Value) -> Value:
         """The written value as this item's type; ValueError when it cannot be.
 
-        Numbers pass the one check of numbers.py: no NaN, no infinity, nothing huge.
+        Numbers pass the one check of numbers.py: no NaN, no infinity, nothing huge. An
+        integer item refuses a double: 1.0 for a 0/1 switch is a client's mistake.
         """
         if raw is None or self.kind is None:
             return raw
@@ -68,7 +69,7 @@ class Item:
             return raw
         number = checked(raw)
         if self.kind is int:
-            if not number.is_integer():
+            if isinstance(raw, float) or not number.is_integer():
                 raise ValueError(raw)
             return int(number)
         return number
@@ -242,10 +243,12 @@ class BusService:
             value = item.coerce(written(variant))
         except ValueError:
             return 1
-        if value == item.value:
-            return 0
+        # Asked even when the value is the same: a write may be refused for who asks or
+        # when (the switch pane's State while Auto is on), not only for what it says.
         if item.on_set is not None and not item.on_set(item.path, value):
             return 2
+        if value == item.value:
+            return 0
         item.value = value
         self._changed(item)
         return 0

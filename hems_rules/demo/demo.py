@@ -1,10 +1,11 @@
 """`hems-rules demo`: the appliance on an accelerated solar day, needing nothing but this repo.
 
 The real appliance (the same wiring as `hems-rules run`) runs on a private dbus-daemon
-against a simulated GX (system and settings services) and emulated Shellies on
-loopback; every Shelly host of the rules is mapped to its emulator, so the demo never
-contacts the LAN. The solar day (PV with clouds, house load, battery SOC, tank
-temperature) is the world the GX measures; time runs `speed` times faster.
+against a simulated GX (system and settings services) and both kinds of relay: emulated
+Shellies on loopback (every Shelly host of the rules is mapped to its emulator, so the
+demo never contacts the LAN) and, for `dbus:` relays, emulated switch services as
+Victron's dbus-shelly publishes them. The solar day (PV with clouds, house load, battery
+SOC, tank temperature) is the world the GX measures; time runs `speed` times faster.
 
 MQTT variables reach the appliance through its real MQTT source: the day publishes them
 to a private mosquitto that site.mqtt is mapped to (when mosquitto is installed; else
@@ -36,9 +37,10 @@ from hems_rules.demo.broker import Mosquitto, mosquitto
 from hems_rules.demo.bus import PrivateBus
 from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.demo.shelly_emulator import EmulatedShelly
+from hems_rules.demo.switch_emulator import EmulatedSwitchService, Output
 from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet, load_rules
-from hems_rules.ruleset.rules import PHASES, MqttBroker, MqttSource, ShellyEndpoint
+from hems_rules.ruleset.rules import PHASES, Consumer, MqttBroker, MqttSource, ShellyEndpoint
 from hems_rules.simulate.day import Cloud, SolarDay
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,31 @@ class VirtualClock:
         return self.start + timedelta(seconds=self.seconds())
 
 
+@dataclass
+class Relays:
+    """The emulated relay of every consumer: a Shelly, or a switch service output."""
+
+    shellies: dict[str, EmulatedShelly]
+    services: dict[str, EmulatedSwitchService]
+
+    def drawn(self, consumer: Consumer) -> float:
+        if consumer.shelly is not None:
+            device = self.shellies[consumer.id]
+            switch = device.switches[consumer.shelly.switch]
+            return switch.load if device.running and switch.output else 0.0
+        assert consumer.dbus is not None
+        output = self.services[consumer.id].outputs[consumer.dbus.output]
+        return output.load if output.on else 0.0
+
+    def devices(self) -> list[EmulatedShelly | EmulatedSwitchService]:
+        """Each device once (channels of one device, outputs of one service share it)."""
+        every: list[EmulatedShelly | EmulatedSwitchService] = [
+            *self.shellies.values(),
+            *self.services.values(),
+        ]
+        return [d for i, d in enumerate(every) if all(d is not e for e in every[:i])]
+
+
 class DemoWorld:
     """The GX's measurements as the solar day makes them, metered with the relays' draw.
 
@@ -71,22 +98,19 @@ class DemoWorld:
         rules: RuleSet,
         system: SimulatedSystem,
         inputs: Inputs,
-        shellies: Mapping[str, EmulatedShelly],
+        relays: Relays,
         mqtt: aiomqtt.Client | None = None,
     ) -> None:
         self.rules = rules
         self.system = system
         self.inputs = inputs
-        self.shellies = shellies
+        self.relays = relays
         self.base: dict[str, SystemValue] = {}
         self._mqtt = mqtt
         self._published: dict[str, tuple[MqttSource, float | None]] = {}
 
     def drawn(self, consumer_id: str) -> float:
-        consumer = self.rules.consumer(consumer_id)
-        device = self.shellies[consumer_id]
-        switch = device.switches[consumer.shelly.switch]
-        return switch.load if device.running and switch.output else 0.0
+        return self.relays.drawn(self.rules.consumer(consumer_id))
 
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.base.update(values or {})
@@ -130,12 +154,18 @@ def payload(json_path: str | None, value: float | None) -> str:
     return json.dumps(data)
 
 
-def emulate(rules: RuleSet) -> dict[str, EmulatedShelly]:
-    """One emulated device per Shelly host of the rules, with a switch per channel used."""
+def emulate(rules: RuleSet, bus_address: str) -> Relays:
+    """One emulated Shelly per Shelly host of the rules, with a switch per channel used,
+    and one emulated switch service per `dbus:` service, with an output per consumer."""
     by_endpoint: dict[tuple[str, int], list[tuple[int, float, str]]] = {}
+    by_service: dict[str, list[tuple[Output, str]]] = {}
     for c in rules.consumers:
-        entry = (c.shelly.switch, c.power, c.id)
-        by_endpoint.setdefault((c.shelly.host, c.shelly.port), []).append(entry)
+        if c.shelly is not None:
+            entry = (c.shelly.switch, c.power, c.id)
+            by_endpoint.setdefault((c.shelly.host, c.shelly.port), []).append(entry)
+        elif c.dbus is not None:
+            output = Output(c.dbus.output, load=c.power)
+            by_service.setdefault(c.dbus.service, []).append((output, c.id))
     shellies: dict[str, EmulatedShelly] = {}
     for channels in by_endpoint.values():
         count = max(ch for ch, _, _ in channels) + 1
@@ -145,7 +175,11 @@ def emulate(rules: RuleSet) -> dict[str, EmulatedShelly]:
         device = EmulatedShelly(count, loads=loads)
         for _, _, consumer_id in channels:
             shellies[consumer_id] = device
-    return shellies
+    services: dict[str, EmulatedSwitchService] = {}
+    for name, outputs in by_service.items():
+        service = EmulatedSwitchService(name, bus_address, [o for o, _ in outputs])
+        services.update((consumer_id, service) for _, consumer_id in outputs)
+    return Relays(shellies, services)
 
 
 def render(loop: EngineLoop, world: DemoWorld, day: SolarDay, clock: VirtualClock) -> str:
@@ -168,9 +202,10 @@ def render(loop: EngineLoop, world: DemoWorld, day: SolarDay, clock: VirtualCloc
     for decision in ranked:
         consumer = rules.consumer(decision.consumer)
         drawn = world.drawn(consumer.id)
+        via = "Shelly" if consumer.shelly is not None else "D-Bus"  # the relay's kind
         lines.append(
-            f"  {consumer.priority:>3} {consumer.name[:18]:<18} {decision.state:<11} "
-            f"{drawn:6.0f} W  {decision.reason[:70]}"
+            f"  {consumer.priority:>3} {consumer.name[:18]:<18} {via:<6} {decision.state:<11} "
+            f"{drawn:6.0f} W  {decision.reason[:64]}"
         )
     return "\n".join(lines)
 
@@ -217,13 +252,13 @@ async def _run(
     clock = VirtualClock(speed, datetime(2026, 6, 21, 9, 30).astimezone())
     day = SolarDay(start_h=9.5, ac_pv_peak=8000, dc_pv_peak=5000, soc=50.0, tank_temp=67.0)
     day.clouds.append(Cloud(10.5 * 3600, 600, 0.8))  # one cloud the newcomer sees shed a load
-    shellies = emulate(rules)
+    relays = emulate(rules, bus_address)
 
     def loopback(endpoint: ShellyEndpoint) -> tuple[str, int]:
         # Only emulators: a demo must never reach a real device on the LAN.
         for consumer in rules.consumers:
             if consumer.shelly == endpoint:
-                return "127.0.0.1", shellies[consumer.id].port
+                return "127.0.0.1", relays.shellies[consumer.id].port
         raise LookupError(endpoint)
 
     def private_broker(_: MqttBroker) -> tuple[str, int] | None:
@@ -243,13 +278,13 @@ async def _run(
     async with contextlib.AsyncExitStack() as stack:
         settings = await stack.enter_async_context(SimulatedSettings(bus_address))
         system = await stack.enter_async_context(SimulatedSystem(bus_address))
-        for device in {id(d): d for d in shellies.values()}.values():
+        for device in relays.devices():
             await stack.enter_async_context(device)
         mqtt = None
         if broker is not None:
             mqtt = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", broker.port))
         app = App(options, rules)
-        world = DemoWorld(rules, system, app.inputs, shellies, mqtt)
+        world = DemoWorld(rules, system, app.inputs, relays, mqtt)
         day.apply(0.0, world)
         stop = asyncio.Event()
         running = asyncio.create_task(app.run(stop), name="hems-rules")

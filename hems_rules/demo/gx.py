@@ -15,6 +15,7 @@ from dbus_fast import Message, Variant
 
 from hems_rules.dbus.service import INVALID_ARGS, BusService, Item, one_variant
 from hems_rules.dbus.variants import Value, unwrap, wrap, written
+from hems_rules.numbers import checked
 
 SETTINGS_INTERFACE = "com.victronenergy.Settings"
 
@@ -44,6 +45,12 @@ class _Setting(Item):
     default: Value = None
     minimum: Value = None
     maximum: Value = None
+
+    def coerce(self, raw: Value) -> Value:
+        """localsettings converts a number to the setting's type (convertToType)."""
+        if self.kind is int and isinstance(raw, float):
+            return int(checked(raw))
+        return super().coerce(raw)
 
     def in_range(self, value: Value) -> bool:
         """localsettings: numbers within min/max; min == max == 0 means no limits."""

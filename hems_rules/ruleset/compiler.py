@@ -20,8 +20,10 @@ from hems_rules.expressions import FUNCTIONS, RESERVATION_NAMES, Expression, com
 from hems_rules.ruleset import schema
 from hems_rules.ruleset.durations import format_duration, parse_duration
 from hems_rules.ruleset.rules import (
+    HEMS_SWITCH_SERVICE,
     AutoWrites,
     Consumer,
+    DbusRelay,
     DbusSource,
     HttpSource,
     MqttBroker,
@@ -197,11 +199,31 @@ class _Compiler:
             )
         return Variable(name=name, source=source)
 
+    def shelly(
+        self, doc: YamlDocument, path: tuple[PathPart, ...], spec: dict[str, Any]
+    ) -> ShellyEndpoint:
+        toggle_after = self.optional_duration(doc, (*path, "shelly"), spec, "toggle_after")
+        return ShellyEndpoint(
+            host=spec["host"],
+            port=spec["port"],
+            switch=spec["switch"],
+            user=spec["user"],
+            password=spec.get("password"),
+            toggle_after=toggle_after or None,
+        )
+
     def consumer(
         self, doc: YamlDocument, index: int, spec: dict[str, Any], site: Site, names: frozenset[str]
     ) -> Consumer | None:
         path: tuple[PathPart, ...] = ("consumers", index)
         raw = spec
+        if raw.get("dbus", {}).get("service") == HEMS_SWITCH_SERVICE:
+            self.problems.append(
+                doc.problem(
+                    (*path, "dbus", "service"),
+                    "is hems-rules' own switch service: name the service of the relay itself",
+                )
+            )
         if raw["phase"] == "3P" and site.phases != 3:
             self.problems.append(doc.problem((*path, "phase"), "3P needs a 3-phase site"))
         if raw["phase"] in ("L2", "L3") and int(raw["phase"][1]) > site.phases:
@@ -213,20 +235,14 @@ class _Compiler:
         auto_when = None
         if "auto_when" in raw:
             auto_when = self.expression(doc, (*path, "auto_when"), raw["auto_when"], names)
-        shelly = raw["shelly"]
-        toggle_after = self.optional_duration(doc, (*path, "shelly"), shelly, "toggle_after")
         try:
             return Consumer(
                 id=raw["id"],
                 name=raw.get("name") or raw["id"].replace("_", " ").capitalize(),
-                shelly=ShellyEndpoint(
-                    host=shelly["host"],
-                    port=shelly["port"],
-                    switch=shelly["switch"],
-                    user=shelly["user"],
-                    password=shelly.get("password"),
-                    toggle_after=toggle_after or None,
-                ),
+                shelly=self.shelly(doc, path, raw["shelly"]) if "shelly" in raw else None,
+                dbus=DbusRelay(raw["dbus"]["service"], str(raw["dbus"]["output"]))
+                if "dbus" in raw
+                else None,
                 power=float(raw["power"]),
                 phase=raw["phase"],
                 priority=raw["priority"],
@@ -309,6 +325,19 @@ def _first_places(
     return site_doc, variables
 
 
+def _relay(consumer: Consumer) -> tuple[object, ...]:
+    """What identifies a consumer's relay: two consumers on one would fight over it."""
+    if consumer.shelly is not None:
+        return (
+            "shelly",
+            consumer.shelly.host.lower(),
+            consumer.shelly.port,
+            consumer.shelly.switch,
+        )
+    assert consumer.dbus is not None
+    return ("dbus", consumer.dbus.service, consumer.dbus.output)
+
+
 def compile_documents(
     docs: list[YamlDocument], problems: list[Problem] | None = None, *, live: bool = False
 ) -> RuleSet:
@@ -345,7 +374,7 @@ def compile_documents(
     names = frozenset(variables)
     consumers: list[Consumer] = []
     first_id: dict[str, tuple[YamlDocument, tuple[PathPart, ...]]] = {}
-    relays: dict[tuple[str, int, int], tuple[str, YamlDocument, tuple[PathPart, ...]]] = {}
+    relays: dict[tuple[object, ...], tuple[str, YamlDocument, tuple[PathPart, ...]]] = {}
     for doc in docs:
         for index, spec in enumerate((doc.data or {}).get("consumers") or []):
             path: tuple[PathPart, ...] = ("consumers", index, "id")
@@ -361,16 +390,17 @@ def compile_documents(
             if consumer is None:
                 continue
             consumers.append(consumer)
-            relay = (consumer.shelly.host.lower(), consumer.shelly.port, consumer.shelly.switch)
-            shelly: tuple[PathPart, ...] = ("consumers", index, "shelly")
+            kind = "shelly" if consumer.shelly is not None else "dbus"
+            relay = _relay(consumer)
+            at: tuple[PathPart, ...] = ("consumers", index, kind)
             if relay in relays:
                 other, other_doc, other_path = relays[relay]
                 line, _ = other_doc.locate(other_path)
                 where = f"{other_doc.file}:{line}"
                 message = f"the same relay as {other} ({where}), which would fight it"
-                problems.append(doc.problem(shelly, message))
+                problems.append(doc.problem(at, message))
             else:
-                relays[relay] = (consumer.id, doc, shelly)
+                relays[relay] = (consumer.id, doc, at)
     if problems:
         raise RulesError(problems)
     return RuleSet(

@@ -41,6 +41,26 @@ class ShellyEndpoint:
             raise ValueError("toggle_after must be positive")
 
 
+# The service hems-rules publishes its consumers on: never a relay of its own rules
+# (a State write there switches a consumer by hand, which would loop).
+HEMS_SWITCH_SERVICE = "com.victronenergy.switch.hems"
+
+
+@dataclass(frozen=True)
+class DbusRelay:
+    """A switchable output the GX already publishes (dbus-shelly, the GX's own relays)."""
+
+    service: str
+    output: str  # the <x> of /SwitchableOutput/<x>/
+
+    @property
+    def prefix(self) -> str:
+        return f"/SwitchableOutput/{self.output}"
+
+    def __str__(self) -> str:
+        return f"{self.service} output {self.output}"
+
+
 @dataclass(frozen=True)
 class Runtime:
     """A consumer's on-time per local day, in seconds (DESIGN §5.11)."""
@@ -56,12 +76,16 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Consumer:
-    """One controllable load, with every default applied and durations in seconds."""
+    """One controllable load, with every default applied and durations in seconds.
+
+    It has exactly one relay: a Shelly spoken to over HTTP, or a `dbus:` output.
+    """
 
     id: str
     name: str
-    shelly: ShellyEndpoint
     power: float
+    shelly: ShellyEndpoint | None = None
+    dbus: DbusRelay | None = None
     phase: ConsumerPhase = "L1"
     priority: int = 50
     primary: bool = False
@@ -81,6 +105,14 @@ class Consumer:
     def __post_init__(self) -> None:
         if self.power < 0:
             raise ValueError(f"{self.id}: power must not be negative")
+        if (self.shelly is None) == (self.dbus is None):
+            raise ValueError(f"{self.id}: needs exactly one relay, shelly or dbus")
+
+    @property
+    def relay(self) -> ShellyEndpoint | DbusRelay:
+        relay = self.shelly or self.dbus
+        assert relay is not None
+        return relay
 
     def shares(self, watts: float) -> tuple[tuple[Phase, float], ...]:
         """How `watts` of this consumer's draw splits over the phases."""

@@ -114,6 +114,8 @@ def _problems(doc: YamlDocument, err: ValidationError) -> list[Problem]:
             suffix = f", did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(known)})"
             problems.append(doc.problem((*path, key), f"unknown key {key!r}{suffix}", key=True))
         return problems
+    if "x-message" in spec:  # a rule about the whole mapping, not a value to quote
+        return [doc.problem(path, spec["x-message"])]
     if "x-error" in spec and err.validator != "x-seconds":
         return [doc.problem(path, f"{_show(err.instance)} {spec['x-error']}")]
     if err.validator == "enum":

@@ -45,7 +45,9 @@ class ShellyRelay:
         poll_interval: float,
         faults: Faults | None = None,
     ) -> None:
+        assert consumer.shelly is not None
         self.consumer = consumer
+        self.endpoint = consumer.shelly
         self.rpc = rpc
         self._report = report
         self._interval = poll_interval
@@ -75,7 +77,7 @@ class ShellyRelay:
 
     async def switch_off_now(self) -> None:
         """Switch off at once, outside the polling rhythm (for shutdown releases)."""
-        await self.rpc.call("Switch.Set", {"id": self.consumer.shelly.switch, "on": False})
+        await self.rpc.call("Switch.Set", {"id": self.endpoint.switch, "on": False})
         log.info("%s switched off on shutdown", self.consumer.id)
 
     async def run(self) -> None:
@@ -91,14 +93,14 @@ class ShellyRelay:
             self.health.close()
 
     def _next_wait(self) -> float:
-        toggle_after = self.consumer.shelly.toggle_after
+        toggle_after = self.endpoint.toggle_after
         if toggle_after is None or not self._asserted_at:
             return self._interval
         due = self._asserted_at + toggle_after / 2 - time.monotonic()
         return max(0.05, min(self._interval, due))
 
     async def _exchange(self) -> None:
-        channel = self.consumer.shelly.switch
+        channel = self.endpoint.switch
         commands = self._commands
         try:
             await self._send(channel)
@@ -125,7 +127,7 @@ class ShellyRelay:
         self._report(self.consumer.id, DeviceFact(on=on, power=power))
 
     async def _send(self, channel: int) -> None:
-        toggle_after = self.consumer.shelly.toggle_after
+        toggle_after = self.endpoint.toggle_after
         refresh = (
             toggle_after is not None
             and self._asserted_at
@@ -180,9 +182,9 @@ class ShellyRelays:
             await self._session.close()
 
     def sync(self, consumers: Iterable[Consumer]) -> None:
-        """Start workers for new or changed consumers; stop those no longer in the rules."""
+        """Start workers for new or changed Shelly consumers; stop those no longer in the rules."""
         assert self._session is not None, "use ShellyRelays as an async context manager"
-        wanted = {c.id: c for c in consumers}
+        wanted = {c.id: c for c in consumers if c.shelly is not None}
         gone = [i for i, (w, _) in self._workers.items() if wanted.get(i) != w.consumer]
         for consumer_id in gone:
             worker, task = self._workers.pop(consumer_id)
@@ -210,7 +212,7 @@ class ShellyRelays:
 
     def _rpc(self, consumer: Consumer) -> ShellyRpc:
         """One client per device: channels of a Pro4PM share it, and so its one-at-a-time lock."""
-        assert self._session is not None
+        assert self._session is not None and consumer.shelly is not None
         endpoint = consumer.shelly
         host, port = self._address(endpoint)
         key = (host, port, endpoint.user, endpoint.password)
