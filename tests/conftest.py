@@ -13,12 +13,18 @@ from hems_rules.ruleset.yamldoc import parse_yaml
 from tests.bus import DbusDaemon
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Wait for a condition, polling the event loop; fail with `what` after `timeout` s."""
+async def wait_until(
+    condition: Callable[[], bool], timeout: float = 5.0, what: str | Callable[[], str] = ""
+) -> None:
+    """Wait for a condition, polling the event loop; fail with `what` after `timeout` s.
+
+    `what` may be a function, to describe the failure with what is known at that moment.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {said or condition}")
         await asyncio.sleep(0.01)
 
 

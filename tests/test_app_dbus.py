@@ -361,7 +361,12 @@ async def test_hems_rules_run_stops_on_sigterm_and_releases(
         try:
             await wait_until(lambda: "/Settings/HEMS/Mode" in settings.items, timeout=20)
             settings.set("/Settings/HEMS/Mode", 1)
-            await wait_until(lambda: device.switches[0].output, timeout=10, what="relay on")
+            log = tmp_path / "log" / "info.log"
+            await wait_until(
+                lambda: device.switches[0].output,
+                timeout=10,
+                what=lambda: f"relay on; the log says:\n{log.read_text() if log.exists() else ''}",
+            )
             process.terminate()
             assert await asyncio.wait_for(process.wait(), 15) == 0
             assert not device.switches[0].output, "released on SIGTERM"
