@@ -28,6 +28,7 @@ def consumers_yaml(count: int, phases: int = 3) -> str:
         f"  phases: {phases}",
         '  battery_reservation: "5000 - SOC * 50 if SOC < 98 else 0"',
         "  continuous_inverter_power: 4000",
+        "  mqtt: {host: 127.0.0.1}",
         "variables:",
         "  tank_temp: {mqtt: {topic: tank/temp, json: value}}",
         "consumers:",
