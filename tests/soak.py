@@ -261,6 +261,7 @@ class Soak:
                 self.numbers[name] = int(path.split("/")[2])
         self.settings.set("/Settings/HEMS/Mode", 1)
         self.started = time.monotonic()
+        print(f"soak: started at {time.strftime('%H:%M:%S')}", flush=True)
         workers = [
             asyncio.create_task(self._drive_day()),
             asyncio.create_task(self._publish_tank()),
@@ -346,7 +347,8 @@ class Soak:
                         told.add(phase)
                         self.tally.fail(
                             f"{phase}: {used:.0f} W over the {limit:.0f} W limit for "
-                            f"{now - since:.1f} s with {managed[phase]:.0f} W of managed loads"
+                            f"{now - since:.1f} s with {managed[phase]:.0f} W of managed loads "
+                            f"({', '.join(self._running())} on) at {self.now():.1f} s"
                         )
                 else:
                     over_since.pop(phase, None)
@@ -363,6 +365,9 @@ class Soak:
                     self.tally.fail(f"secondaries {running} ran while the reservation failed")
                     self.reservation_fails_since = None  # told once
             await asyncio.sleep(0.1)
+
+    def _running(self) -> list[str]:
+        return [i for i, d in self.shellies.items() if d.switches[0].output]
 
     def _measure(self) -> tuple[float, int, int]:
         pid = self.process.pid
@@ -514,8 +519,8 @@ class Soak:
             return sum(1 for line in lines if re.search(pattern, line))
 
         expected = self.tally.expected
-        for consumer_id, device in self.shellies.items():
-            name = re.escape(f"{consumer_id} (Shelly 127.0.0.1:{device.port})")
+        for consumer_id in self.shellies:
+            name = f"relays: {consumer_id}"  # the relay worker's lines, not the engine's
             faults = expected[f"device:{consumer_id}"]
             wrong = expected[f"config:{consumer_id}"]
             got = (

@@ -237,7 +237,7 @@ async def test_a_switch_the_shelly_lacks_is_a_configuration_error(rig: Rig, tmp_
         raise AssertionError(f"{path} is {value!r}")
 
     error = str(await settles("/Hems/ConfigError", bool))
-    assert error.startswith("heater (Shelly 127.0.0.1:") and "Switch.GetStatus" in error
+    assert error.startswith("heater: 127.0.0.1:") and "Switch.GetStatus" in error
     reason = f"/Devices/{number}/Reason"
     await settles(reason, lambda v: v == "unavailable: the Shelly has no switch 3")
     rules.write_text(good)

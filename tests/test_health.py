@@ -154,7 +154,7 @@ async def test_a_shelly_configuration_fault_is_said_once_where_the_user_looks(
             await wait_until(lambda: "h1" in inputs.devices, what="the first poll")
             await wait_until(lambda: device.requests >= 10, what="retries")
             assert inputs.devices["h1"].cause == why
-            assert faults.text.startswith("h1 (Shelly 127.0.0.1:")
+            assert faults.text.startswith("h1: 127.0.0.1:")
             told = [r for r in caplog.records if r.name == "hems_rules.shelly.relays"]
             assert [r.levelname for r in told] == ["ERROR"], [r.getMessage() for r in told]
             assert "configuration fault" in told[0].getMessage()

@@ -167,3 +167,30 @@ async def test_shutdown_stops_the_workers_before_the_release() -> None:
         sets = [params["on"] for method, params in device.calls if method == "Switch.Set"]
         assert sets == [False]
         assert not device.switches[0].output
+
+
+async def test_a_command_given_while_another_is_on_its_way_is_not_lost() -> None:
+    """Found by the soak: on, then off 3 ms later, left the relay on for good."""
+    async with EmulatedShelly() as device:
+        device.delay = 0.2
+        rules = rules_from(
+            "site: {phases: 1, battery_reservation: 0}\n"
+            f"consumers:\n  - {{id: h, shelly: {{host: x.invalid, port: {device.port}}},"
+            " power: 1000}\n"
+        )
+        inputs = Inputs(rules)
+
+        def loopback(endpoint: ShellyEndpoint) -> tuple[str, int]:
+            return "127.0.0.1", endpoint.port
+
+        async with ShellyRelays(inputs.set_device, 60.0, address=loopback) as relays:
+            relays.sync(rules.consumers)
+            await wait_until(lambda: "h" in inputs.devices, what="the first poll")
+            relays.command("h", True)
+            await wait_until(lambda: device.in_flight == 1, what="the on on its way")
+            relays.command("h", False)
+            await wait_until(
+                lambda: ("Switch.Set", {"id": 0, "on": False}) in device.calls, what="the off"
+            )
+            await wait_until(lambda: not inputs.devices["h"].on, what="read back off")
+            assert not device.switches[0].output

@@ -50,13 +50,16 @@ class ShellyRelay:
         self._report = report
         self._interval = poll_interval
         self._wanted: bool | None = None
+        self._commands = 0  # counts command() calls: one arriving mid-exchange is kept
         self._wake = asyncio.Event()
-        self.health = Health(f"{consumer.id} (Shelly {rpc.address})", log, faults)
+        # The consumer's id names it; the errors say which device and address.
+        self.health = Health(consumer.id, log, faults)
         self._measured = False  # has a power reading arrived since the last switch?
         self._asserted_at = 0.0
 
     def command(self, on: bool) -> None:
         self._wanted = on
+        self._commands += 1
         self._wake.set()
 
     @property
@@ -96,13 +99,16 @@ class ShellyRelay:
 
     async def _exchange(self) -> None:
         channel = self.consumer.shelly.switch
+        commands = self._commands
         try:
             await self._send(channel)
             status = await self.rpc.call("Switch.GetStatus", {"id": channel})
         except Exception as err:
             # Whatever it is (a bug included), this device is unavailable for now; its
-            # polling goes on, and so does everyone else's.
-            self._wanted = None
+            # polling goes on, and so does everyone else's. A command that came meanwhile
+            # is still to be sent; the one that failed is the engine's to repeat.
+            if self._commands == commands:
+                self._wanted = None
             self._asserted_at = 0.0
             self.health.failed(err)
             self._report(self.consumer.id, DeviceFact(available=False, cause=reason(err)))
@@ -125,7 +131,7 @@ class ShellyRelay:
             and self._asserted_at
             and time.monotonic() - self._asserted_at >= toggle_after / 2
         )
-        wanted = self._wanted
+        wanted, commands = self._wanted, self._commands
         if wanted is None and not refresh:
             return
         on = True if wanted is None else wanted
@@ -137,7 +143,8 @@ class ShellyRelay:
         if wanted is not None:
             log.info("%s switched %s", self.consumer.id, "on" if on else "off")
             self._measured = False
-        self._wanted = None
+        if self._commands == commands:
+            self._wanted = None  # else a newer command came while this one was on its way
 
 
 class ShellyRelays:
