@@ -65,6 +65,7 @@ class SolarDay:
     tank_wh_per_k: float = 348.0  # 300 l of water
     tank_heaters: tuple[str, ...] = ("heater_l1", "heater_l2", "heater_l3")
     seed: int = 7
+    cloud_count: int = 14  # clouds passing between 07:00 and 19:00
     clouds: list[Cloud] = field(default_factory=list)
     spikes: list[Spike] = field(default_factory=list)
     _last_t: float | None = None
@@ -73,7 +74,7 @@ class SolarDay:
         rng = random.Random(self.seed)
         self.clouds = [
             Cloud(rng.uniform(7, 19) * _HOUR, rng.uniform(60, 900), rng.uniform(0.3, 0.8))
-            for _ in range(14)
+            for _ in range(self.cloud_count)
         ]
         self.spikes = [
             Spike(rng.uniform(6, 22) * _HOUR, rng.uniform(120, 600), w, rng.choice(PHASES))
