@@ -2,10 +2,11 @@
 
 DESIGN §5.2-§5.5, §5.10 and §5.11. A consumer that reached its daily runtime.max is off
 and books nothing. One that is due (runtime.min, finished by `by`) comes first and runs
-whatever the surplus. Consumers held by min_on are booked next; then, strictly by
-priority, a running consumer keeps what it draws while it clears its bar and fits the
-inverter limit, and an off one starts when its nominal power fits. While switches are
-settling, nothing is switched because of surplus or deficit.
+whatever the surplus. Then, strictly by priority, a running consumer keeps what it
+draws while it clears its bar and fits the inverter limit, and an off one starts when
+its nominal power fits beside everything the plan keeps: the loads above it, and those
+below it that a min_on holds or whose switch-off the relay has not confirmed. While
+switches are settling, nothing is switched because of surplus or deficit.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Allocation:
         self.pool: Pool | None = None
         self.projected: dict[Phase, float] = {}  # consumption of what this plan keeps
         self.held_later: dict[Phase, float] = {}  # loads held by min_on further down the walk
+        # Switch-offs the relays have not confirmed: what they still draw, for switch-ons.
+        self.unconfirmed: dict[Phase, float] = {}
         self.limits: dict[Phase, float | None] = {}
         self.waiting: Settling | None = None  # switches the meters do not show yet
         self._waiting: dict[bool, Reason] = {}
@@ -74,7 +77,7 @@ class Allocation:
                 continue
             projected = self.projected.get(phase, 0.0) + share
             if starting:
-                projected += self.held_later.get(phase, 0.0)
+                projected += self.held_later.get(phase, 0.0) + self.unconfirmed.get(phase, 0.0)
             if projected > limit + EPSILON:
                 return phase
         return None
@@ -86,6 +89,28 @@ class Allocation:
     def hold_later(self, consumer: Consumer, power: float) -> None:
         for phase, share in consumer.shares(power):
             self.held_later[phase] = self.held_later.get(phase, 0.0) + share
+
+    def reserve(self, consumer: Consumer, power: float) -> None:
+        """A load switched off whose relay has not confirmed it: no switch-on may use its
+        power until it does (DESIGN §5.8)."""
+        for phase, share in consumer.shares(power):
+            self.unconfirmed[phase] = self.unconfirmed.get(phase, 0.0) + share
+
+    def starting_pool(self) -> Pool:
+        """What a switch-on may take: the pool less what the loads further down that a
+        min_on holds, and those whose switch-off is unconfirmed, still draw."""
+        pool = self.pool
+        assert pool is not None
+        reserved = [
+            (phase, watts)
+            for part in (self.held_later, self.unconfirmed)
+            for phase, watts in part.items()
+            if watts > EPSILON
+        ]
+        if reserved:
+            pool = pool.book(reserved, forced=True)
+            assert pool is not None
+        return pool
 
     def book(self, consumer: Consumer, power: float, forced: bool) -> Pool | None:
         assert self.pool is not None
@@ -205,9 +230,10 @@ class Allocation:
     def allocate(self, ranked: list[Entry]) -> None:
         """Hand out the surplus and the inverter's power, strictly by priority.
 
-        Consumers held by min_on are booked first for the surplus but keep their place
-        for the inverter limit: one that does not fit after the higher-priority loads
-        this plan keeps is shed and books nothing. Which ones is first judged by the
+        Consumers held by min_on keep their priority place: a load above one is kept
+        as if it were not there (it cannot take their place by starting, though), and
+        one that does not fit the inverter limit after the higher-priority loads this
+        plan keeps is shed and books nothing. Which ones is first judged by the
         inverter limit alone (every running load above them kept); the walk then
         confirms it, and runs once more if a load above went off after all, so nothing
         is shed that need not be.
@@ -260,7 +286,6 @@ class Allocation:
         held = [entry for entry in held if entry.consumer.id not in shed]
         for entry in held:
             self.hold_later(entry.consumer, draw(entry.consumer, entry.fact))
-        booked_held = False
         not_fitting: dict[str, Phase] = {}
         needless: list[str] = []
         for entry in ranked:
@@ -268,12 +293,6 @@ class Allocation:
             if consumer.id in self.due:
                 self.run_due(entry)
                 continue
-            if not booked_held:
-                # The due book first, then those held by min_on, then the walk goes on.
-                booked_held = True
-                for holding in held:
-                    power = draw(holding.consumer, holding.fact)
-                    self.pool = self.book(holding.consumer, power, forced=True)
             if consumer.id in shed:
                 self.record(entry, False, Reason(Code.SHED, (shed[consumer.id],)))
                 if self.over_limit(consumer, draw(consumer, entry.fact), starting=False) is None:
@@ -285,6 +304,7 @@ class Allocation:
                 if over is not None:
                     not_fitting[consumer.id] = over
                     continue
+                self.pool = self.book(consumer, power, forced=True)
                 self.project(consumer, power)
                 left = seconds(self.held(state, consumer.min_on))
                 self.record(entry, True, Reason(Code.MIN_ON, (left,)), power=power)
@@ -344,14 +364,14 @@ class Allocation:
         if over is not None:
             self.record(entry, False, Reason(Code.INVERTER_LIMIT, (round(consumer.power), over)))
             return
-        booked = self.book(consumer, consumer.power, forced=False)
+        pool = self.starting_pool()
+        booked = pool.book(consumer.shares(consumer.power), forced=False)
         if booked is None or not self.gate(consumer, booked.total, consumer.on_margin):
-            assert self.pool is not None
             numbers = (
                 False,
                 round(consumer.power),
                 consumer.on_margin,
-                *self.left(self.pool.total, consumer),
+                *self.left(pool.total, consumer),
             )
             self.record(entry, False, Reason(Code.NO_SURPLUS, numbers))
             return
@@ -363,6 +383,9 @@ class Allocation:
         if self.waiting is not None:
             self.record(entry, False, self.waiting_reason(False), pending_since=since)
             return
+        if booked is not None and pool is not self.pool:  # book it in the plan's own pool
+            booked = self.book(consumer, consumer.power, forced=True)
+            assert booked is not None
         self.pool = booked
         self.project(consumer, consumer.power)
         started = (round(consumer.power), *self.left(booked.total, consumer))

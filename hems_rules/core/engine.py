@@ -25,7 +25,7 @@ from hems_rules.core.model import (
     Plan,
     Snapshot,
 )
-from hems_rules.core.observe import Entry, control, counted, draw, observe
+from hems_rules.core.observe import CONFIRM_WITHIN, Entry, control, counted, draw, observe
 from hems_rules.core.reasons import Code, Reason
 from hems_rules.core.settling import sent, unsettled
 from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, supply
@@ -93,8 +93,17 @@ def decide(
         why_not = control(consumer, snapshot, conditions)
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):
-            for phase, watts in consumer.shares(draw(consumer, fact)):
-                own_load[phase] += watts
+            watts = draw(consumer, fact)
+            if current.awaiting and not current.on:
+                # Switched off, and the relay has not confirmed it (§5.8): it still draws
+                # as far as any switch-on is concerned. Once a working relay would have
+                # confirmed, it draws for everything, as the meters see it: not our load.
+                if t - (current.switched_at or t) >= CONFIRM_WITHIN:
+                    watts = 0.0
+                else:
+                    cycle.reserve(consumer, watts)
+            for phase, share in consumer.shares(watts):
+                own_load[phase] += share
         if why_not is None:
             if not current.controlled:
                 current = current._replace(controlled=True)
@@ -118,15 +127,17 @@ def decide(
         )
         cycle.hold_or_stop_unknown(controlled, why)
         return _finish(cycle, None, total)
-    known = {p: v or 0.0 for p, v in consumption.items()}
+    # While switches are unsettled, the consumption as the meters will show it once they
+    # have caught up with what the relays report: the surplus and the base load are then
+    # what they will be, so a shed load that still shows is not shed twice, and delays
+    # run on the true surplus.
+    moves = unshown or _EMPTY
+    known = {p: (v or 0.0) + moves.get(p, 0.0) for p, v in consumption.items()}
     supplied = supply(rules, snapshot, known, own_load)
     cycle.pool = supplied.pool
     cycle.limits = supplied.limits
-    # The base load is what the meters show without the engine's own loads; while
-    # switches are unsettled, as the meters will show it once they have caught up, so a
-    # shed load that still shows is not shed twice.
-    moves = unshown or _EMPTY
-    cycle.projected = {p: known[p] - own_load[p] + moves.get(p, 0.0) for p in phases}
+    # The base load: what the meters show without the engine's own loads.
+    cycle.projected = {p: known[p] - own_load[p] for p in phases}
 
     # Allocate: the priority walk.
     cycle.allocate(controlled)

@@ -18,6 +18,9 @@ from hems_rules.ruleset.rules import Consumer
 
 # A relay that has not confirmed a command after this long is believed as reported.
 COMMAND_TIMEOUT = 15.0
+# A working relay confirms a command well within this. A switch-off not confirmed by then
+# counts as not done for the surplus and the inverter limit (until COMMAND_TIMEOUT).
+CONFIRM_WITHIN = 2.0
 
 MODE_OFF = Reason(Code.MODE_OFF)
 AUTO_OFF = Reason(Code.AUTO_OFF)

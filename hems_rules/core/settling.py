@@ -14,27 +14,10 @@ from collections.abc import Iterable
 from hems_rules.core.model import UNAVAILABLE, Decision, Settling, Snapshot, Switched
 from hems_rules.core.observe import draw
 from hems_rules.core.surplus import EPSILON
-from hems_rules.ruleset.rules import Phase, RuleSet, shares
+from hems_rules.ruleset.rules import Phase, RuleSet
 
 # A batch of switches whose net draw is below this settles at once.
 SETTLE_BELOW = 50.0
-
-
-def _unshown(settling: Settling, snapshot: Snapshot) -> dict[Phase, float]:
-    """Per phase, what the meters will add once they show these switches (offs negative).
-
-    A switched-on relay counts what it measures once it reports, else its nominal power.
-    """
-    moves: dict[Phase, float] = {}
-    for switched in settling.switched:
-        watts = switched.watts
-        if switched.on:
-            fact = snapshot.devices.get(switched.consumer, UNAVAILABLE)
-            if fact.available and fact.on and fact.power is not None:
-                watts = fact.power
-        for phase, share in shares(switched.phase, watts if switched.on else -watts):
-            moves[phase] = moves.get(phase, 0.0) + share
-    return moves
 
 
 def unsettled(
@@ -44,21 +27,48 @@ def unsettled(
     total: float | None,
     t: float,
 ) -> dict[Phase, float] | None:
-    """What the meters do not show yet, or None when the last switches have settled.
+    """What the meters do not show yet of the last switches (offs negative), or None when
+    they have settled.
 
-    Settled: the total AC consumption moved their way by half their net draw since they
-    were sent, or `settle` passed, or the net draw is too small to see.
+    The meters showed each switched relay as it was when the batch began, and will show
+    it as its relay reports now; a relay that has not confirmed its command (or is
+    unavailable) adds nothing, but keeps the batch from settling until `settle` passes.
+    The confirmed ones are shown once the total AC consumption has moved their way by
+    half their net draw since they were sent, or at once when that is too small to see.
     """
     if settling is None or t - settling.since >= rules.site.settle:
         return None
-    unshown = _unshown(settling, snapshot)
-    net = sum(unshown.values())
+    first: dict[str, Switched] = {}
+    last: dict[str, Switched] = {}
+    for switched in settling.switched:
+        first.setdefault(switched.consumer, switched)
+        last[switched.consumer] = switched
+    moves: dict[Phase, float] = {}
+    net = 0.0
+    confirmed = True
+    for consumer_id, switched in first.items():
+        consumer = rules.by_id.get(consumer_id)
+        if consumer is None:
+            continue  # removed from the rules: no longer ours to count
+        fact = snapshot.devices.get(consumer_id, UNAVAILABLE)
+        if not fact.available or fact.on != last[consumer_id].on:
+            confirmed = False
+            continue
+        was = 0.0 if switched.on else switched.watts
+        move = (draw(consumer, fact) if fact.on else 0.0) - was
+        net += move
+        for phase, share in consumer.shares(move):
+            moves[phase] = moves.get(phase, 0.0) + share
     if abs(net) < SETTLE_BELOW:
-        return None
-    if total is None or settling.baseline is None:
-        return unshown
-    moved = total - settling.baseline if net > 0 else settling.baseline - total
-    return None if moved >= abs(net) / 2 - EPSILON else unshown
+        shown = True
+    elif total is None or settling.baseline is None:
+        shown = False
+    else:
+        moved = total - settling.baseline if net > 0 else settling.baseline - total
+        shown = moved >= abs(net) / 2 - EPSILON
+    if not shown:
+        return moves
+    return None if confirmed else {}
 
 
 def sent(
