@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol, Self
 
+from hems_rules import localtime
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import Inputs
 from hems_rules.core.model import CycleResult, Plan
@@ -43,7 +44,7 @@ class Publisher(Protocol):
 
 
 def local_now() -> datetime:
-    return datetime.now().astimezone()
+    return localtime.local_now()  # in the GX's zone, so that a DST change is seen
 
 
 class EngineLoop:
