@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +74,12 @@ class LocalZone:
 
     def _load(self) -> tzinfo | None:
         name = self._environ.get("TZ")
+        try:
+            # Imported here: a Python built without zoneinfo still has the fixed offset.
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+        except ImportError as err:
+            log.warning("local time zone unknown, using the current UTC offset: %s", err)
+            return None
         try:
             if name:
                 # A zone name; a POSIX rule such as "CET-1CEST,M3.5.0,M10.5.0/3" is not one,
