@@ -19,9 +19,11 @@ from hems_rules.ruleset.rules import (
     AutoWrites,
     Consumer,
     DbusSource,
+    HistoryConfig,
     HttpSource,
     MqttBroker,
     MqttSource,
+    PageConfig,
     RuleSet,
     ShellyEndpoint,
     Site,
@@ -75,6 +77,11 @@ class _Compiler:
             located, ("site", "battery_reservation"), raw["battery_reservation"], RESERVATION_NAMES
         )
         mqtt = raw.get("mqtt")
+        web, history = raw["web"], raw["history"]
+        if web["enabled"] and web["control"] and "password" not in web:
+            self.problems.append(
+                located.problem(("site", "web", "control"), "control needs a password")
+            )
         return Site(
             battery_reservation=reservation or compile_expression("0", RESERVATION_NAMES),
             phases=raw["phases"],
@@ -91,6 +98,21 @@ class _Compiler:
                 else None,
             )
             if mqtt
+            else None,
+            web=PageConfig(
+                port=web["port"],
+                bind=web["bind"],
+                control=web["control"],
+                password=web.get("password"),
+            )
+            if web["enabled"]
+            else None,
+            history=HistoryConfig(
+                path=history["path"],
+                days=history["days"],
+                max_bytes=int(history["max_mb"] * (1 << 20)),
+            )
+            if history["enabled"]
             else None,
         )
 
