@@ -1,22 +1,30 @@
-"""`hems-rules run | check | simulate | demo`."""
+"""`hems-rules run | check | simulate | replay | demo`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from hems_rules.app import AppOptions, run_app, setup_logging
 from hems_rules.core.model import Decision
 from hems_rules.demo.demo import run_demo
 from hems_rules.errors import HemsError
+from hems_rules.history.recording import STEP, day_bounds
+from hems_rules.history.store import HistoryStore
 from hems_rules.ruleset.compiler import load_rules
 from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import RuleSet
+from hems_rules.simulate.replay import ReplayError, replay, report
 from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
+
+GX_RULES = Path("/data/hems-rules/rules")
 
 
 def _summary(rules: RuleSet) -> str:
@@ -91,6 +99,40 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if outcome.passed else 1
 
 
+def _replay(args: argparse.Namespace) -> int:
+    rules_dir: Path = args.rules or (GX_RULES if GX_RULES.is_dir() else Path("rules"))
+    try:
+        rules = load_rules(rules_dir)
+    except HemsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    store = HistoryStore(args.history)
+    try:
+        store.open(create=False)
+        days = store.days()
+        day: date | None = args.day or (days[-1] if days else None)
+        if day is None:
+            print(f"{store.file}: nothing recorded yet", file=sys.stderr)
+            return 1
+        recording = store.read(*day_bounds(day), STEP)
+    except sqlite3.Error as err:
+        print(f"{store.file}: cannot read the history: {err}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    try:
+        comparison = replay(recording, rules)
+    except ReplayError as err:
+        known = ", ".join(str(d) for d in days[-7:]) or "none"
+        print(f"{err} (recorded days: {known})", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(comparison.as_json(), indent=2))
+    else:
+        print(report(comparison, str(rules_dir)))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -130,6 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("scenario", type=Path)
     simulate.add_argument("--rules", type=Path, help="rules directory instead of inline rules")
     simulate.set_defaults(handler=_simulate)
+
+    replay_ = commands.add_parser(
+        "replay", help="a recorded day again with other rules, beside what happened"
+    )
+    replay_.add_argument("history", type=Path, help="the history directory (or its history.db)")
+    replay_.add_argument("--day", type=date.fromisoformat, help="YYYY-MM-DD (default: the last)")
+    replay_.add_argument(
+        "--rules", type=Path, help=f"the what-if rules (default: {GX_RULES}, else ./rules)"
+    )
+    replay_.add_argument("--json", action="store_true", help="the figures as JSON")
+    replay_.set_defaults(handler=_replay)
 
     demo = commands.add_parser("demo", help="the appliance on an accelerated solar day")
     demo.add_argument("--rules", type=Path, default=Path("rules"))

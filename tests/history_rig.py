@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from hems_rules.core.controller import Controller
 from hems_rules.core.model import Decision, Plan, Settings, Snapshot
 from hems_rules.ruleset import RuleSet
+from hems_rules.simulate.day import SolarDay
 from hems_rules.simulate.plant import Plant
 from tests.conftest import rules_from
 
@@ -60,3 +61,23 @@ class Day:
             if decision.command is not None:
                 self.plant.switch(decision.consumer, decision.command)
         return Record(plan, changed, snapshot, wall)
+
+
+def solar_day(rules: RuleSet, start: datetime, hours: float, every: float = 1.0) -> list[Record]:
+    """Cycles of the demo's solar day on the plant, one every `every` s, as the loop makes them."""
+    world = SolarDay(start_h=start.hour + start.minute / 60, soc=50.0, tank_temp=50.0)
+    plant = Plant(rules, Settings(mode=1))
+    controller = Controller(rules)
+    records = []
+    t = 0.0
+    while t < hours * 3600:
+        world.apply(t, plant)
+        snapshot = plant.snapshot(t)
+        wall = start + timedelta(seconds=t)
+        plan, changed = controller.cycle(snapshot, wall)
+        for decision in changed:
+            if decision.command is not None:
+                plant.switch(decision.consumer, decision.command)
+        records.append(Record(plan, changed, snapshot, wall))
+        t += every
+    return records
