@@ -2,8 +2,9 @@
 
 Start-up order matters on a GX: localsettings may come up after us, so we wait for it;
 every service is fully built before its name is requested; the loop starts last.
-SIGTERM/SIGINT shut down cleanly: consumers under control are released per
-`on_release`, then names are released. SIGHUP reloads the rules now.
+SIGTERM/SIGINT shut down cleanly, also during start-up: the engine stops, the relay
+workers stop, consumers under control are released per `on_release`, then the names
+are released. SIGHUP reloads the rules now.
 """
 
 from __future__ import annotations
@@ -16,30 +17,25 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import aiohttp
-
-from hems_rules.background import Background
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import Inputs
-from hems_rules.dbus.client import BusClient
-from hems_rules.dbus.connection import connect
+from hems_rules.dbus.client import open_client
 from hems_rules.dbus.settings import SettingsClient
+from hems_rules.errors import RulesError
 from hems_rules.loop import EngineLoop, local_now
 from hems_rules.ruleset import RuleSet, load_rules
-from hems_rules.ruleset.changes import RulesChange
-from hems_rules.ruleset.rules import HttpSource, MqttSource
 from hems_rules.ruleset.watch import RulesWatcher
 from hems_rules.shelly.relays import Address, ShellyRelays, direct
 from hems_rules.sinks.device_numbers import DeviceNumbers
 from hems_rules.sinks.switch_service import SwitchService
 from hems_rules.sinks.vrm_battery import VrmBatteries
 from hems_rules.sources.dbus import DbusVariables, HemsSettings, SystemSource
-from hems_rules.sources.http import HttpPoller
-from hems_rules.sources.mqtt import MqttVariables
+from hems_rules.sources.variables import VariableSources
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -73,43 +69,6 @@ def setup_logging(directory: Path | None, verbose: bool = False) -> None:
 
 
 @dataclass
-class VariableSources:
-    """MQTT and HTTP variable sources for the rules in force; restarted when they change."""
-
-    inputs: Inputs
-    session: aiohttp.ClientSession
-    on_auto: Callable[[int, int], bool]
-    clock: Callable[[], float] = time.monotonic
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _key: object = None
-
-    def report(self, name: str, value: float | None) -> None:
-        self.inputs.set_variable(name, value, self.clock())
-
-    def start(self, rules: RuleSet) -> None:
-        key = (dict(rules.variables), rules.site.mqtt)
-        if key == self._key:
-            return
-        self._key = key
-        self.stop()
-        mqtt = {n: v.source for n, v in rules.variables.items() if isinstance(v.source, MqttSource)}
-        if rules.site.mqtt is not None and (mqtt or rules.site.mqtt.auto_writes):
-            source = MqttVariables(rules.site.mqtt, mqtt, self.report, self.on_auto)
-            self.tasks.append(asyncio.create_task(source.run(), name="mqtt"))
-        elif mqtt:
-            log.warning("MQTT variables %s need site.mqtt", ", ".join(mqtt))
-        for name, variable in rules.variables.items():
-            if isinstance(variable.source, HttpSource):
-                poller = HttpPoller(name, variable.source, self.session, self.report)
-                self.tasks.append(asyncio.create_task(poller.run(), name=f"http-{name}"))
-
-    def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        self.tasks = []
-
-
-@dataclass
 class AppOptions:
     rules_dir: Path
     bus_address: str | None = None
@@ -121,7 +80,12 @@ class AppOptions:
 
 
 class App:
-    """The running appliance; `await app.run(stop)` until `stop` is set."""
+    """The running appliance: `await app.run(stop)` until `stop` is set.
+
+    Every component is an async context manager entered in order on one exit stack, so
+    shutdown is the reverse of start-up: the watcher and the engine stop first, then the
+    relay workers, then the releases are sent, then the bus names go.
+    """
 
     def __init__(self, options: AppOptions, rules: RuleSet) -> None:
         self.options = options
@@ -131,106 +95,131 @@ class App:
         self.loop: EngineLoop | None = None
         self.watcher: RulesWatcher | None = None
         self.ready = asyncio.Event()
+        self.failure: str | None = None
+        self._stop = asyncio.Event()
+        self._tasks = Tasks("app", self.fail)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        options = self.options
-        bus = await connect(options.bus_address)
-        client = BusClient(bus)
+    def fail(self, why: str) -> None:
+        """A component cannot go on: stop, and exit non-zero so daemontools restarts us."""
+        log.error("stopping because %s", why)
+        self.failure = why
+        self._stop.set()
+
+    def reload(self) -> None:
+        """Load the rules now (SIGHUP)."""
+        if self.watcher is not None:
+            self._tasks.spawn(self.watcher.reload(), name="sighup-reload")
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until `stop` is set or a component fails; 0, or 1 after a failure."""
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self._tasks)
+            await self._start(stack)
+            self.ready.set()
+            stopping = asyncio.ensure_future(stop.wait())
+            failing = asyncio.ensure_future(self._stop.wait())
+            try:
+                await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                failing.cancel()
+            log.info("stopping")
+        log.info("stopped")
+        return 0 if self.failure is None else 1
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        options, rules, inputs = self.options, self.rules, self.inputs
+        client = await stack.enter_async_context(open_client(options.bus_address))
         settings = SettingsClient(client)
         await settings.wait()
-        await HemsSettings(settings, self.inputs).start()
-        await SystemSource(client, self.inputs).start()
-        dbus_variables = DbusVariables(client, self.inputs, options.monotonic)
-        await dbus_variables.start(self.rules)
-        switch = SwitchService(settings, self.inputs, self.numbers, options.bus_address)
-        bms = VrmBatteries(settings, self.inputs, options.bus_address)
-        await switch.start(self.rules)
-        await bms.start(self.rules)
-        async with (
-            aiohttp.ClientSession() as session,
-            ShellyRelays(
-                self.inputs.set_device, options.poll_interval, address=options.shelly_address
-            ) as relays,
-        ):
-            relays.sync(self.rules.consumers)
-            sources = VariableSources(self.inputs, session, switch.set_auto, options.monotonic)
-            if options.variable_sources:
-                sources.start(self.rules)
-            loop = EngineLoop(
-                Controller(self.rules),
-                self.inputs,
-                relays,
-                [switch, bms],
-                monotonic=options.monotonic,
-                wall=options.wall,
+        await stack.enter_async_context(HemsSettings(settings, inputs))
+        await stack.enter_async_context(SystemSource(client, inputs))
+        dbus_variables = await stack.enter_async_context(
+            DbusVariables(client, inputs, rules, options.monotonic)
+        )
+        switch = await stack.enter_async_context(
+            SwitchService(settings, inputs, self.numbers, rules, options.bus_address)
+        )
+        vrm = await stack.enter_async_context(VrmBatteries(settings, rules, options.bus_address))
+        relays = await stack.enter_async_context(
+            ShellyRelays(inputs.set_device, options.poll_interval, address=options.shelly_address)
+        )
+        relays.sync(rules.consumers)
+        # Exit callbacks run in reverse: this one after the engine below has stopped.
+        stack.push_async_callback(self._release, relays)
+        loop = EngineLoop(
+            Controller(rules),
+            inputs,
+            relays,
+            [switch, vrm],
+            monotonic=options.monotonic,
+            wall=options.wall,
+            on_fatal=self.fail,
+        )
+        loop.on_rules(lambda new: relays.sync(new.consumers))
+        loop.on_rules(switch.use_rules)
+        loop.on_rules(vrm.use_rules)
+        loop.on_rules(dbus_variables.use_rules)
+        if options.variable_sources:
+            sources = await stack.enter_async_context(
+                VariableSources(inputs, rules, switch.set_auto, options.monotonic)
             )
-            self.loop = loop
-            loop.on_rules(lambda rules: relays.sync(rules.consumers))
-            loop.on_rules(switch.use_rules)
-            loop.on_rules(bms.use_rules)
-            loop.on_rules(dbus_variables.use_rules)
-            if options.variable_sources:
-                loop.on_rules(sources.start)
+            loop.on_rules(sources.use_rules)
+        self.loop = await stack.enter_async_context(loop)
 
-            def swapped(rules: RuleSet, change: RulesChange) -> None:
-                switch.rules_error = ""
-                loop.swap_rules(rules)
+        def rules_error(error: RulesError | None) -> None:
+            switch.show_rules_error("" if error is None else str(error))
 
-            watcher = RulesWatcher(options.rules_dir, self.rules, swapped)
-            self.watcher = watcher
-            async with watcher:
-                engine = asyncio.create_task(loop.run(), name="engine")
-                self.ready.set()
-                errors = asyncio.create_task(self._report_rule_errors(watcher, switch))
-                await stop.wait()
-                engine.cancel()
-                errors.cancel()
-                await asyncio.gather(engine, errors, return_exceptions=True)
-            sources.stop()
-            await self._release(loop, relays)
-        await switch.service.close()
-        await bms.close()
-        bus.disconnect()
-        log.info("stopped")
+        self.watcher = await stack.enter_async_context(
+            RulesWatcher(
+                options.rules_dir, rules, lambda new, _: loop.swap_rules(new), on_error=rules_error
+            )
+        )
 
-    async def _report_rule_errors(self, watcher: RulesWatcher, switch: SwitchService) -> None:
-        while True:
-            error = watcher.error
-            switch.rules_error = str(error) if error is not None else ""
-            await asyncio.sleep(1)
-
-    async def _release(self, loop: EngineLoop, relays: ShellyRelays) -> None:
+    async def _release(self, relays: ShellyRelays) -> None:
         """On shutdown, controlled consumers that are on are switched off unless `keep`."""
-        state = loop.controller.state.consumers
-        ids = [
-            c.id
-            for c in loop.controller.rules.consumers
-            if not c.release_keeps and (s := state.get(c.id)) is not None and s.controlled and s.on
-        ]
+        ids: list[str] = []
+        if self.loop is not None:
+            state = self.loop.controller.state.consumers
+            ids = [
+                c.id
+                for c in self.loop.controller.rules.consumers
+                if not c.release_keeps
+                and (s := state.get(c.id)) is not None
+                and s.controlled
+                and s.on
+            ]
         if ids:
             log.info("releasing %s", ", ".join(ids))
-            await relays.switch_off(ids)
+        await relays.release(ids)
 
 
 async def run_app(options: AppOptions) -> int:
+    """`hems-rules run`: 0 after SIGTERM/SIGINT, 1 when the rules or a component fail."""
     try:
         rules = load_rules(options.rules_dir)
-    except Exception as err:
+    except Exception as err:  # whatever the loader raised, nothing may run on it
         log.error("the rules cannot be used, nothing runs:\n%s", err)
         return 1
     app = App(options, rules)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_signal() -> None:
+        # During start-up (waiting for localsettings, say) there is nothing to stop
+        # gracefully yet: cancel, and the exit stack closes what was opened so far.
+        if app.ready.is_set():
+            stop.set()
+        else:
+            main.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    background = Background()
-
-    def reload() -> None:
-        if app.watcher is not None:
-            background.spawn(app.watcher.reload(), name="sighup-reload")
-
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    with contextlib.suppress(asyncio.CancelledError):
-        await app.run(stop)
-    return 0
+        loop.add_signal_handler(sig, on_signal)
+    loop.add_signal_handler(signal.SIGHUP, app.reload)
+    try:
+        return await app.run(stop)
+    except asyncio.CancelledError:
+        log.info("stopped during start-up")
+        return 0

@@ -3,7 +3,9 @@
 A cycle runs when an input changes (after a short debounce, so a burst of D-Bus
 updates is one decision) and at least every `loop_interval`. Commands go to the relay
 sink without waiting for the relays; what they report back is an input for the next
-cycle. Plan publishers (the switch service, the VRM battery view, logs) see every plan.
+cycle. Publishers (the switch service, the VRM battery view, the history) get each
+cycle's result. Nothing that goes wrong in a cycle, a publisher or a rules swap ends
+the loop: it is logged and the next cycle runs.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, Self
 
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import Inputs
-from hems_rules.core.model import Decision, Plan
+from hems_rules.core.model import CycleResult, Plan
 from hems_rules.ruleset.rules import RuleSet
+from hems_rules.tasks import Fatal, Tasks
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,8 @@ class RelaySink(Protocol):
     def command(self, consumer_id: str, on: bool) -> None: ...
 
 
-class PlanPublisher(Protocol):
-    def publish(self, plan: Plan, changed: Sequence[Decision], loop_time: float) -> None: ...
+class Publisher(Protocol):
+    def publish(self, result: CycleResult) -> None: ...
 
 
 def local_now() -> datetime:
@@ -39,16 +42,19 @@ def local_now() -> datetime:
 
 
 class EngineLoop:
+    """Cycles for as long as it is open (an async context manager owning its task)."""
+
     def __init__(
         self,
         controller: Controller,
         inputs: Inputs,
         relays: RelaySink,
-        publishers: Sequence[PlanPublisher] = (),
+        publishers: Sequence[Publisher] = (),
         *,
         debounce: float = DEBOUNCE,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = local_now,
+        on_fatal: Fatal | None = None,
     ) -> None:
         self.controller = controller
         self.inputs = inputs
@@ -60,24 +66,42 @@ class EngineLoop:
         self._monotonic = monotonic
         self._wall = wall
         self._rules_changed: list[Callable[[RuleSet], None]] = []
+        self._tasks = Tasks("engine", on_fatal)
+
+    async def __aenter__(self) -> Self:
+        # Critical: run() survives failing cycles, so if it ends anyway the process must
+        # restart (daemontools) rather than leave the relays without control.
+        self._tasks.keep_running("engine loop", self.run, critical=True)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._tasks.aclose()
 
     def on_rules(self, callback: Callable[[RuleSet], None]) -> None:
         """Call `callback` after each rules swap (after the releases have been sent)."""
         self._rules_changed.append(callback)
 
     def swap_rules(self, rules: RuleSet) -> None:
-        """New rules from now on; removed consumers are released in a cycle right away."""
+        """New rules from now on; removed consumers are released in a cycle right away.
+
+        Called by the rules watcher: whatever fails here is logged, and the watcher and
+        the loop go on with the new rules.
+        """
         self.controller.swap_rules(rules)
         self.inputs.rules = rules
-        self.cycle()
+        self._guarded_cycle()
         for callback in self._rules_changed:
-            callback(rules)
+            try:
+                callback(rules)
+            except Exception:
+                log.exception("applying the new rules to %s failed", callback)
 
     def cycle(self) -> Plan:
-        """One decision, its commands sent (switch-offs first) and the plan published."""
+        """One decision, its commands sent (switch-offs first) and the result published."""
         started = time.perf_counter()
-        now = self._monotonic()
-        plan, changed = self.controller.cycle(self.inputs.snapshot(now), self._wall())
+        snapshot = self.inputs.snapshot(self._monotonic())
+        at = self._wall()
+        plan, changed = self.controller.cycle(snapshot, at)
         commands = sorted(
             (d for d in changed if d.command is not None), key=lambda d: bool(d.command)
         )
@@ -88,12 +112,20 @@ class EngineLoop:
             log.info("%s %s: %s", decision.consumer, decision.state, decision.reason)
         self.cycles += 1
         self.loop_time = time.perf_counter() - started
+        result = CycleResult(plan, tuple(changed), snapshot, at, self.loop_time)
         for publisher in self.publishers:
             try:
-                publisher.publish(plan, changed, self.loop_time)
+                publisher.publish(result)
             except Exception:
-                log.exception("publishing the plan failed")
+                log.exception("%s could not publish the cycle", type(publisher).__name__)
         return plan
+
+    def _guarded_cycle(self) -> None:
+        try:
+            self.cycle()
+        except Exception:
+            # A bug in one cycle must not end control for good; the next may succeed.
+            log.exception("cycle failed")
 
     async def run(self) -> None:
         """Cycle forever: on change (debounced) and at least every loop_interval."""
@@ -104,8 +136,4 @@ class EngineLoop:
                     await self.inputs.changed.wait()
                 await asyncio.sleep(self._debounce)
             self.inputs.changed.clear()
-            try:
-                self.cycle()
-            except Exception:
-                # A bug in one cycle must not end control for good; the next may succeed.
-                log.exception("cycle failed")
+            self._guarded_cycle()

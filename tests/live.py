@@ -44,13 +44,14 @@ async def running(
         assert endpoint.port in ports
         return "127.0.0.1", endpoint.port
 
-    async with ShellyRelays(inputs.set_device, poll, timeout=0.5, address=loopback) as relays:
+    async with (
+        ShellyRelays(inputs.set_device, poll, timeout=0.5, address=loopback) as relays,
+        EngineLoop(Controller(rules), inputs, relays) as loop,
+    ):
         relays.sync(rules.consumers)
-        loop = EngineLoop(Controller(rules), inputs, relays)
-        tasks = [asyncio.create_task(loop.run()), asyncio.create_task(meter(inputs, devices))]
+        metering = asyncio.create_task(meter(inputs, devices))
         try:
             yield inputs, loop, relays
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            metering.cancel()
+            await asyncio.gather(metering, return_exceptions=True)

@@ -56,7 +56,7 @@ class Rig:
     app: App
     client: BusClient
     stop: asyncio.Event
-    task: asyncio.Task[None]
+    task: asyncio.Task[int]
     systems: list[SimulatedSystem]
 
     async def value(self, service: str, path: str) -> object:
@@ -324,3 +324,29 @@ async def test_hems_rules_run_stops_on_sigterm_and_releases(
                 process.kill()
                 await process.wait()
             bus.disconnect()
+
+
+async def test_sigterm_while_waiting_for_localsettings_ends_run(
+    dbus_daemon: DbusDaemon, tmp_path: Path
+) -> None:
+    """`svc -d` must work at any time, also while start-up waits for a late localsettings."""
+    (tmp_path / "rules.yaml").write_text("site: {phases: 1}\nconsumers: []\n")
+    log = tmp_path / "log" / "info.log"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hems_rules.cli", "run", "--rules", str(tmp_path),
+        "--bus", dbus_daemon.address, "--log-dir", str(tmp_path / "log"),
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await wait_until(
+            lambda: log.exists() and "waiting for com.victronenergy.settings" in log.read_text(),
+            timeout=20,
+            what="start-up waiting for localsettings",
+        )
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert "stopped during start-up" in log.read_text()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

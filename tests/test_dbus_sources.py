@@ -23,22 +23,21 @@ async def test_a_dbus_variable_follows_its_service_and_reloads(dbus_daemon: Dbus
     rules = rules_from(RULES)
     inputs = Inputs(rules)
     bus = await connect(dbus_daemon.address)
-    variables = DbusVariables(BusClient(bus), inputs, clock=lambda: 0.0)
-    await variables.start(rules)
-    assert inputs.variable("manual", 0.0) is None
-    other = BusService("com.victronenergy.switch.x", dbus_daemon.address)
-    other.add("/SwitchableOutput/0/State", 1)
-    await other.register()
-    await wait_until(lambda: inputs.variable("manual", 0.0) == 1.0, what="the scan")
-    other.set("/SwitchableOutput/0/State", 0)
-    await wait_until(lambda: inputs.variable("manual", 0.0) == 0.0, what="a change")
-    await other.close()
-    await wait_until(lambda: inputs.variable("manual", 0.0) is None, what="gone: unknown")
-    await variables.start(rules_from("site: {phases: 1}\nconsumers: []\n"))
-    await other.register()
-    other.set("/SwitchableOutput/0/State", 1)
-    assert inputs.variable("manual", 0.0) is None, "a dropped variable stays quiet"
-    await other.close()
+    async with DbusVariables(BusClient(bus), inputs, rules, clock=lambda: 0.0) as variables:
+        assert inputs.variable("manual", 0.0) is None
+        other = BusService("com.victronenergy.switch.x", dbus_daemon.address)
+        other.add("/SwitchableOutput/0/State", 1)
+        await other.register()
+        await wait_until(lambda: inputs.variable("manual", 0.0) == 1.0, what="the scan")
+        other.set("/SwitchableOutput/0/State", 0)
+        await wait_until(lambda: inputs.variable("manual", 0.0) == 0.0, what="a change")
+        await other.close()
+        await wait_until(lambda: inputs.variable("manual", 0.0) is None, what="gone: unknown")
+        await variables.start(rules_from("site: {phases: 1}\nconsumers: []\n"))
+        await other.register()
+        other.set("/SwitchableOutput/0/State", 1)
+        assert inputs.variable("manual", 0.0) is None, "a dropped variable stays quiet"
+        await other.close()
     bus.disconnect()
 
 
@@ -53,12 +52,12 @@ async def test_the_system_source_follows_the_active_bms(dbus_daemon: DbusDaemon)
         bms.add("/Info/MaxChargeVoltage", 55.2)
         system.update({"/Dc/Battery/Soc": 48.0, "/Unrelated": 1.0})
         bus = await connect(dbus_daemon.address)
-        await SystemSource(BusClient(bus), inputs).start()
-        await wait_until(lambda: inputs.system.get("/Dc/Battery/Soc") == 48.0)
-        assert "/Unrelated" not in inputs.system
-        system.update({"/ActiveBmsService": "com.victronenergy.battery.bms"})
-        await wait_until(lambda: inputs.max_charge_current == 20.0, what="the BMS limits")
-        assert inputs.max_charge_voltage == 55.2
-        system.update({"/ActiveBmsService": ""})
-        await wait_until(lambda: inputs.max_charge_current is None, what="no BMS, no cap")
+        async with SystemSource(BusClient(bus), inputs):
+            await wait_until(lambda: inputs.system.get("/Dc/Battery/Soc") == 48.0)
+            assert "/Unrelated" not in inputs.system
+            system.update({"/ActiveBmsService": "com.victronenergy.battery.bms"})
+            await wait_until(lambda: inputs.max_charge_current == 20.0, what="the BMS limits")
+            assert inputs.max_charge_voltage == 55.2
+            system.update({"/ActiveBmsService": ""})
+            await wait_until(lambda: inputs.max_charge_current is None, what="no BMS, no cap")
         bus.disconnect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from hems_rules.core.inputs import Inputs
 from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet
+from hems_rules.ruleset.rules import ShellyEndpoint
+from hems_rules.shelly.relays import ShellyRelays
 from tests.conftest import rules_from, wait_until
 from tests.live import running, surplus
 
@@ -133,3 +136,34 @@ async def test_channels_of_one_device_share_its_one_request_at_a_time() -> None:
                 lambda: [s.output for s in device.switches] == [True, True, False, False]
             )
             assert device.max_in_flight == 1
+
+
+async def test_shutdown_stops_the_workers_before_the_release() -> None:
+    """A command still pending in a worker must not reach the relay after the off."""
+    async with EmulatedShelly() as device:
+        rules = rules_from(
+            "site: {phases: 1, battery_reservation: 0}\n"
+            f"consumers:\n  - {{id: h, shelly: {{host: x.invalid, port: {device.port}}},"
+            " power: 1000}\n"
+        )
+        reports: list[bool] = []
+
+        def loopback(endpoint: ShellyEndpoint) -> tuple[str, int]:
+            return "127.0.0.1", endpoint.port
+
+        async with ShellyRelays(
+            lambda _, fact: reports.append(fact.on), 60, timeout=2, address=loopback
+        ) as relays:
+            device.delay = 0.3
+            relays.sync(rules.consumers)
+            # The first poll is in flight and holds the device's lock when the engine's
+            # last command and the shutdown arrive together.
+            await wait_until(lambda: device.in_flight == 1, what="a poll in flight")
+            relays.command("h", True)
+            await relays.release(["h"])
+            # Not synchronisation but an observation window: for twice the device's answer
+            # time nothing more may reach it while the relays are still open.
+            await asyncio.sleep(2 * device.delay)
+        sets = [params["on"] for method, params in device.calls if method == "Switch.Set"]
+        assert sets == [False]
+        assert not device.switches[0].output

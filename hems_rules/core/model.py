@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
@@ -118,3 +118,18 @@ class Plan:
             if decision.consumer == consumer_id:
                 return decision
         raise KeyError(consumer_id)
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one cycle decided and what it decided on: everything a sink may publish.
+
+    Sinks read only this, never the live inputs, so they show what the engine saw and
+    can be tested without a bus.
+    """
+
+    plan: Plan
+    changed: tuple[Decision, ...]  # decisions whose state, control or reason kind changed
+    snapshot: Snapshot
+    at: datetime  # the wall-clock time of the cycle (the GX's local time)
+    loop_time: float  # seconds the cycle took

@@ -8,16 +8,18 @@ unique name, which is how flashmq and dbusmonitor do it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
-from hems_rules.background import Background
+from hems_rules.dbus.connection import connect
 from hems_rules.dbus.service import BUSITEM
 from hems_rules.dbus.variants import Value, unwrap
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,13 @@ class BusClient:
     def __init__(self, bus: MessageBus) -> None:
         self.bus = bus
         self._watches: dict[str, list[_Watch]] = {}
-        self._background = Background()
+        self._tasks = Tasks("bus client")
         bus.add_message_handler(self._signal)
+
+    async def aclose(self) -> None:
+        """Stop the scans under way and disconnect."""
+        await self._tasks.aclose()
+        self.bus.disconnect()
 
     async def _dbus(self, member: str, signature: str, body: list[object]) -> list[object]:
         reply = await self.bus.call(
@@ -139,7 +146,7 @@ class BusClient:
             name, _, new_owner = msg.body
             for watch in self._watches.get(name, []):
                 if new_owner:
-                    self._background.spawn(self._appeared(watch, new_owner))
+                    self._tasks.spawn(self._appeared(watch, new_owner), name=f"scan-{name}")
                 else:
                     log.warning("%s left the bus", name)
                     watch.owner = ""
@@ -155,3 +162,13 @@ class BusClient:
                 elif msg.member == "PropertiesChanged" and "Value" in msg.body[0]:
                     watch.on_values({str(msg.path): unwrap(msg.body[0]["Value"])})
         return None
+
+
+@asynccontextmanager
+async def open_client(address: str | None = None) -> AsyncIterator[BusClient]:
+    """A client on its own connection to `address` (the system bus by default)."""
+    client = BusClient(await connect(address))
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from dbus_fast import Variant
 
-from hems_rules.background import Background
 from hems_rules.dbus.client import BusClient, Values
 from hems_rules.dbus.service import BusService, DbusError
 from hems_rules.dbus.variants import Value, unwrap
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def instance_of(class_and_instance: str) -> int:
 
 
 async def follow_instance(
-    settings: SettingsClient, path: str, service: BusService, background: Background
+    settings: SettingsClient, path: str, service: BusService, tasks: Tasks
 ) -> None:
     """Move `service` when its ClassAndVrmInstance setting changes (the GX's device list).
 
@@ -111,7 +111,7 @@ async def follow_instance(
             return
         instance = instance_of(value)
         if instance != service["/DeviceInstance"]:
-            background.spawn(_move(service, instance), name=f"move-{service.name}")
+            tasks.spawn(_move(service, instance), name=f"move-{service.name}")
 
     await settings.follow([path], changed)
 

@@ -51,7 +51,8 @@ class _Bridge(FileSystemEventHandler):
 class RulesWatcher:
     """The rules in force, kept current from the directory (an async context manager).
 
-    `on_swap(rules, change)` is called on the event loop after each good reload.
+    `on_swap(rules, change)` is called on the event loop after each good reload, and
+    `on_error(error)` after each reload that failed (with None once the rules load again).
     """
 
     def __init__(
@@ -60,12 +61,14 @@ class RulesWatcher:
         rules: RuleSet,
         on_swap: Callable[[RuleSet, RulesChange], None],
         debounce: float = DEBOUNCE,
+        on_error: Callable[[RulesError | None], None] | None = None,
     ) -> None:
         self.directory = directory
         self.rules = rules
         self.error: RulesError | None = None
         self.reloads = 0
         self._on_swap = on_swap
+        self._on_error = on_error
         self._debounce = debounce
         self._changed = asyncio.Event()
         self._observer: Any = None
@@ -114,6 +117,8 @@ class RulesWatcher:
             rules = await asyncio.to_thread(load_rules, self.directory)
         except RulesError as err:
             self.error = err
+            if self._on_error is not None:
+                self._on_error(err)
             log.error(
                 "rules not reloaded, the last good rules keep running:\n%s",
                 "\n".join(str(p) for p in err.problems),
@@ -121,6 +126,8 @@ class RulesWatcher:
             return False
         recovered = self.error is not None
         self.error = None
+        if recovered and self._on_error is not None:
+            self._on_error(None)
         change = compare(self.rules, rules)
         self.rules = rules
         self.reloads += 1

@@ -206,13 +206,20 @@ class ShellyRelays:
             return
         entry[0].command(on)
 
-    async def switch_off(self, consumer_ids: Iterable[str]) -> None:
-        """Switch relays off now and wait for the answers (bounded by the RPC timeout)."""
-        workers = [self._workers[i][0] for i in consumer_ids if i in self._workers]
+    async def release(self, consumer_ids: Iterable[str]) -> None:
+        """Shutdown: stop every worker, then switch these relays off and wait for the answers.
+
+        Workers stop first so that no command still pending in one can reach its relay
+        after the off (bounded by the RPC timeout).
+        """
+        workers = {i: w for i, (w, _) in self._workers.items()}
+        await self._stop(list(self._workers))
+        await asyncio.gather(*self._finishing, return_exceptions=True)
+        releasing = [workers[i] for i in consumer_ids if i in workers]
         results = await asyncio.gather(
-            *(w.switch_off_now() for w in workers), return_exceptions=True
+            *(w.switch_off_now() for w in releasing), return_exceptions=True
         )
-        for worker, result in zip(workers, results, strict=True):
+        for worker, result in zip(releasing, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("%s could not be switched off: %s", worker.consumer.id, result)
 

@@ -9,18 +9,18 @@ The DeviceInstance comes from ClassAndVrmInstance, preferring 815.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from typing import Self
 
 from dbus_fast import Variant
 
-from hems_rules.background import Background
 from hems_rules.core.inputs import Inputs
-from hems_rules.core.model import Decision, Plan
+from hems_rules.core.model import CycleResult
 from hems_rules.dbus.service import BusService
 from hems_rules.dbus.settings import Setting, SettingsClient, follow_instance, instance_of
 from hems_rules.dbus.variants import Value
 from hems_rules.ruleset.rules import PHASES, RuleSet
 from hems_rules.sinks.device_numbers import DeviceNumbers
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,23 @@ class SwitchService:
         settings: SettingsClient,
         inputs: Inputs,
         numbers: DeviceNumbers,
+        rules: RuleSet,
         address: str | None = None,
     ) -> None:
         self.settings = settings
         self.inputs = inputs
         self.numbers = numbers
         self.service = BusService(SERVICE, address)
-        self.rules_error: str = ""
-        self._background = Background()
+        self._rules = rules
+        self._tasks = Tasks("switch service")
+
+    async def __aenter__(self) -> Self:
+        await self.start(self._rules)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._tasks.aclose()
+        await self.service.close()
 
     async def start(self, rules: RuleSet) -> None:
         instance = await device_instance(self.settings, INSTANCE_SETTING, "switch:815")
@@ -73,7 +82,7 @@ class SwitchService:
         service.add("/Hems/RulesError", "", kind=str)
         await self._add_devices(rules)
         await service.register()
-        await follow_instance(self.settings, INSTANCE_SETTING, service, self._background)
+        await follow_instance(self.settings, INSTANCE_SETTING, service, self._tasks)
         log.info("%s registered as switch instance %d", SERVICE, instance)
 
     async def _add_devices(self, rules: RuleSet) -> None:
@@ -107,7 +116,7 @@ class SwitchService:
                 self.service.remove(f"/Devices/{gone}/{leaf}")
 
     def use_rules(self, rules: RuleSet) -> None:
-        self._background.spawn(self._add_devices(rules))
+        self._tasks.spawn(self._add_devices(rules), name="switch-devices")
 
     def _auto_written(self, path: str, value: Value) -> bool:
         """An Auto write from VRM, Node-RED or MQTT (via flashmq)."""
@@ -119,8 +128,9 @@ class SwitchService:
         assert isinstance(value, int)
         self.inputs.set_auto(consumer_id, value)
         log.info("%s: Auto set to %d", consumer_id, value)
-        self._background.spawn(
-            self.settings.set(auto_setting(consumer_id).path, Variant("i", value))
+        self._tasks.spawn(
+            self.settings.set(auto_setting(consumer_id).path, Variant("i", value)),
+            name=f"persist-auto-{consumer_id}",
         )
         return True
 
@@ -132,7 +142,12 @@ class SwitchService:
         self.service.set(path, value)
         return True
 
-    def publish(self, plan: Plan, changed: Sequence[Decision], loop_time: float) -> None:
+    def show_rules_error(self, error: str) -> None:
+        """The hot reload's complaint, or "" once the rules load again."""
+        self.service.set("/Hems/RulesError", error)
+
+    def publish(self, result: CycleResult) -> None:
+        plan = result.plan
         s = self.service
         s.set("/Hems/Active", int(plan.active))
         s.set("/Hems/BatteryReservation", plan.reservation)
@@ -141,16 +156,15 @@ class SwitchService:
         for phase in PHASES:
             s.set(f"/Hems/Surplus/{phase}", plan.surplus.get(phase) if plan.surplus else None)
         s.set("/Hems/Surplus/Dc", plan.dc_pool)
-        s.set("/Hems/LoopTime", round(loop_time * 1000, 2))
-        s.set("/Hems/RulesError", self.rules_error)
+        s.set("/Hems/LoopTime", round(result.loop_time * 1000, 2))
         for decision in plan.decisions:
             number = self.numbers.numbers.get(decision.consumer)
             prefix = f"/Devices/{number}"
             if f"{prefix}/State" not in s.items:
                 continue  # a consumer added by a reload, its paths are on their way
-            fact = self.inputs.devices.get(decision.consumer)
+            fact = result.snapshot.devices.get(decision.consumer)
             measured = fact.power if fact is not None and fact.on else None
             s.set(f"{prefix}/State", STATES[decision.state])
             s.set(f"{prefix}/Power", measured if measured is not None else decision.power)
             s.set(f"{prefix}/Reason", decision.reason)
-            s.set(f"{prefix}/S2/Auto", self.inputs.auto.get(decision.consumer, 1))
+            s.set(f"{prefix}/S2/Auto", result.snapshot.auto.get(decision.consumer, 1))

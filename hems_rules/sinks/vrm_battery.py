@@ -14,16 +14,15 @@ charge-control path such as /Info/MaxChargeVoltage, so they can never steer char
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from typing import Self
 
-from hems_rules.background import Background
-from hems_rules.core.inputs import Inputs
-from hems_rules.core.model import Decision, Plan
+from hems_rules.core.model import CycleResult
 from hems_rules.dbus.service import BusService
 from hems_rules.dbus.settings import SettingsClient, follow_instance
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import RuleSet
 from hems_rules.sinks.switch_service import device_instance
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +42,21 @@ def _battery(name: str, address: str | None, instance: int, product: str) -> Bus
 
 
 class VrmBatteries:
-    def __init__(self, settings: SettingsClient, inputs: Inputs, address: str | None = None):
+    def __init__(self, settings: SettingsClient, rules: RuleSet, address: str | None = None):
         self.settings = settings
-        self.inputs = inputs
         self.address = address
         self.reservation: BusService | None = None
         self.consumers: dict[str, BusService] = {}
-        self._background = Background()
+        self._rules = rules
+        self._tasks = Tasks("VRM battery view")
+
+    async def __aenter__(self) -> Self:
+        await self.start(self._rules)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._tasks.aclose()
+        await self.close()
 
     async def _service(self, name: str, offset: int, product: str) -> BusService:
         """A registered battery service whose instance follows the GX's device list."""
@@ -59,7 +66,7 @@ class VrmBatteries:
             name, self.address, await device_instance(self.settings, path, wanted), product
         )
         await service.register()
-        await follow_instance(self.settings, path, service, self._background)
+        await follow_instance(self.settings, path, service, self._tasks)
         return service
 
     async def start(self, rules: RuleSet) -> None:
@@ -67,7 +74,7 @@ class VrmBatteries:
         await self.sync(rules)
 
     def use_rules(self, rules: RuleSet) -> None:
-        self._background.spawn(self.sync(rules), name="fake-bms-sync")
+        self._tasks.spawn(self.sync(rules), name="vrm-battery-sync")
 
     async def sync(self, rules: RuleSet) -> None:
         wanted = {c.id: c for c in rules.consumers if c.vrm}
@@ -84,8 +91,9 @@ class VrmBatteries:
             if service is not None:
                 await service.close()
 
-    def publish(self, plan: Plan, changed: Sequence[Decision], loop_time: float) -> None:
-        system = self.inputs.system
+    def publish(self, result: CycleResult) -> None:
+        plan = result.plan
+        system = result.snapshot.system
         voltage = system.get("/Dc/Battery/Voltage")
         charging = system.get("/Dc/Battery/Power")
         volts = number(voltage) or 0.0
@@ -108,7 +116,7 @@ class VrmBatteries:
             service = self.consumers.get(decision.consumer)
             if service is None:
                 continue
-            fact = self.inputs.devices.get(decision.consumer)
+            fact = result.snapshot.devices.get(decision.consumer)
             drawn = (
                 fact.power
                 if fact is not None and fact.on and fact.power is not None

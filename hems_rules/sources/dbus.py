@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Self
 
 from dbus_fast import Variant
 
-from hems_rules.background import Background
 from hems_rules.core.inputs import Inputs
 from hems_rules.core.model import NO_LIMIT, Settings
 from hems_rules.dbus.client import BusClient, Values
@@ -21,6 +21,7 @@ from hems_rules.errors import ExpressionError
 from hems_rules.expressions import RESERVATION_NAMES, compile_expression
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import PHASES, DbusSource, RuleSet
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,15 @@ class SystemSource:
         self.client = client
         self.inputs = inputs
         self.bms: str | None = None
-        self._background = Background()
+        self._tasks = Tasks("system source")
 
-    async def start(self) -> None:
+    async def __aenter__(self) -> Self:
         await self.client.watch(SYSTEM, self._system, self._system_gone)
         await self.client.watch(SETTINGS, self._settings, lambda: self.inputs.set_hub4_mode(None))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._tasks.aclose()
 
     def _system(self, values: Values) -> None:
         mine = {p: v for p, v in values.items() if p in SYSTEM_PATHS}
@@ -97,7 +102,7 @@ class SystemSource:
             if self.bms == service:
                 self.inputs.set_battery_limits(None, None)
 
-        self._background.spawn(self.client.watch(service, values, gone))
+        self._tasks.spawn(self.client.watch(service, values, gone), name=f"watch-{service}")
 
 
 class HemsSettings:
@@ -108,10 +113,14 @@ class HemsSettings:
         self.inputs = inputs
         self.equation_error: str | None = None
 
-    async def start(self) -> None:
+    async def __aenter__(self) -> Self:
         values = await self.settings.add(HEMS_SETTINGS)
         self._apply(values)
         await self.settings.follow([s.path for s in HEMS_SETTINGS], self._apply)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
     def _apply(self, values: Values) -> None:
         current = self.inputs.settings
@@ -149,14 +158,26 @@ class DbusVariables:
     """`dbus:` variables: a path on any service; gone with its service. Follows reloads."""
 
     def __init__(
-        self, client: BusClient, inputs: Inputs, clock: Callable[[], float] = time.monotonic
+        self,
+        client: BusClient,
+        inputs: Inputs,
+        rules: RuleSet,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.inputs = inputs
         self.clock = clock
+        self._rules = rules
         self._watched: dict[str, DbusSource] = {}
         self._current: dict[str, DbusSource] = {}
-        self._background = Background()
+        self._tasks = Tasks("dbus variables")
+
+    async def __aenter__(self) -> Self:
+        await self.start(self._rules)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._tasks.aclose()
 
     async def start(self, rules: RuleSet) -> None:
         self._current = {
@@ -168,7 +189,7 @@ class DbusVariables:
                 await self._watch(name, source)
 
     def use_rules(self, rules: RuleSet) -> None:
-        self._background.spawn(self.start(rules), name="dbus-variables")
+        self._tasks.spawn(self.start(rules), name="dbus-variables")
 
     async def _watch(self, name: str, source: DbusSource) -> None:
         def current() -> bool:

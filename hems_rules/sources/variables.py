@@ -1,0 +1,79 @@
+"""The MQTT and HTTP variable sources of the rules in force, restarted when they change.
+
+Each source is a worker that must keep running: one that fails or ends is logged with
+its traceback and started again with backoff (see tasks.py), so a variable never
+freezes because its task died.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Self
+
+import aiohttp
+
+from hems_rules.core.inputs import Inputs
+from hems_rules.ruleset.rules import HttpSource, MqttSource, RuleSet
+from hems_rules.sources.http import HttpPoller
+from hems_rules.sources.mqtt import AutoReport, MqttVariables
+from hems_rules.tasks import Tasks
+
+log = logging.getLogger(__name__)
+
+
+class VariableSources:
+    """An async context manager: the sources run while it is open."""
+
+    def __init__(
+        self,
+        inputs: Inputs,
+        rules: RuleSet,
+        on_auto: AutoReport,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inputs = inputs
+        self._rules = rules
+        self._on_auto = on_auto
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks = Tasks("variable sources")
+        self._key: object = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession()
+        self.use_rules(self._rules)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._tasks.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def running(self) -> list[str]:
+        return self._tasks.names
+
+    def report(self, name: str, value: float | None) -> None:
+        self.inputs.set_variable(name, value, self._clock())
+
+    def use_rules(self, rules: RuleSet) -> None:
+        """Run the sources of `rules`; those of the previous rules are cancelled."""
+        assert self._session is not None, "use VariableSources as an async context manager"
+        key = (dict(rules.variables), rules.site.mqtt)
+        if key == self._key:
+            return
+        self._key = key
+        self._tasks.cancel()
+        mqtt = {n: v.source for n, v in rules.variables.items() if isinstance(v.source, MqttSource)}
+        broker = rules.site.mqtt
+        if broker is not None and (mqtt or broker.auto_writes):
+            source = MqttVariables(broker, mqtt, self.report, self._on_auto)
+            self._tasks.keep_running("mqtt", source.run)
+        elif mqtt:
+            log.warning("MQTT variables %s need site.mqtt", ", ".join(mqtt))
+        for name, variable in rules.variables.items():
+            if isinstance(variable.source, HttpSource):
+                poller = HttpPoller(name, variable.source, self._session, self.report)
+                self._tasks.keep_running(f"http-{name}", poller.run)

@@ -1,0 +1,82 @@
+"""The engine loop survives what fails around it: a broken sink, a broken rules swap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hems_rules.core.controller import Controller
+from hems_rules.core.inputs import Inputs
+from hems_rules.core.model import CycleResult, DeviceFact, Settings
+from hems_rules.loop import EngineLoop
+from hems_rules.ruleset import load_rules
+from hems_rules.ruleset.watch import RulesWatcher
+from tests.conftest import rules_from, wait_until
+
+SITE = "site: {phases: 1, battery_reservation: 0, loop_interval: 0.1s}\n"
+HEATER = "consumers:\n  - {id: h, shelly: {host: h.invalid}, power: 1000}\n"
+
+
+class BrokenRelays:
+    """A relay sink with a bug: every command raises."""
+
+    def __init__(self) -> None:
+        self.commands = 0
+
+    def command(self, consumer_id: str, on: bool) -> None:
+        self.commands += 1
+        raise RuntimeError(f"relay sink bug ({consumer_id} {on})")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.results: list[CycleResult] = []
+
+    def publish(self, result: CycleResult) -> None:
+        self.results.append(result)
+
+
+async def test_a_failing_swap_does_not_end_hot_reload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "rules.yaml").write_text(SITE + HEATER)
+    rules = load_rules(tmp_path)
+    inputs = Inputs(rules, Settings(mode=1))
+    inputs.update_system({"/Ac/PvOnGrid/L1/Power": 3000.0, "/Ac/Consumption/L1/Power": 1300.0})
+    inputs.set_device("h", DeviceFact(on=True, power=1000.0))
+    relays, recorder = BrokenRelays(), Recorder()
+    async with EngineLoop(Controller(rules), inputs, relays, [recorder]) as loop:
+        await wait_until(lambda: loop.controller.plan is not None, what="a first cycle")
+        assert loop.controller.plan is not None
+        assert loop.controller.plan.decision("h").state == "on"
+        async with RulesWatcher(
+            tmp_path, rules, lambda new, _: loop.swap_rules(new), debounce=0.05
+        ) as watcher:
+            # Removing the running heater releases it: the release command raises.
+            (tmp_path / "rules.yaml").write_text(SITE + "consumers: []\n")
+            await wait_until(lambda: watcher.reloads == 1, what="the first reload")
+            await wait_until(lambda: relays.commands >= 1, what="the release command")
+            (tmp_path / "rules.yaml").write_text(SITE + HEATER)
+            await wait_until(lambda: watcher.reloads == 2, what="a reload after the failure")
+            await wait_until(
+                lambda: [c.id for c in loop.controller.rules.consumers] == ["h"],
+                what="the engine on the newest rules",
+            )
+    assert "cycle failed" in caplog.text
+
+
+async def test_a_broken_publisher_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        def publish(self, result: CycleResult) -> None:
+            raise ValueError("publisher bug")
+
+    rules = rules_from(SITE + HEATER)
+    inputs = Inputs(rules, Settings(mode=1))
+    recorder = Recorder()
+    async with EngineLoop(Controller(rules), inputs, BrokenRelays(), [Broken(), recorder]):
+        await wait_until(lambda: len(recorder.results) >= 3, what="cycles keep coming")
+    assert "Broken could not publish the cycle" in caplog.text
+    assert recorder.results[-1].snapshot.settings.mode == 1
