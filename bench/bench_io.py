@@ -43,7 +43,9 @@ def percentiles(name: str, samples: list[float]) -> None:
 
 
 def rules_text(ports: list[int]) -> str:
-    lines = ["site: {phases: 1, battery_reservation: 0}", "consumers:"]
+    # The bare appliance: bench_views.py measures the history and the page on top.
+    site = "{phases: 1, battery_reservation: 0, web: {enabled: false}, history: {enabled: false}}"
+    lines = [f"site: {site}", "consumers:"]
     lines += [
         f"  - {{id: c{i}, shelly: {{host: 127.0.0.1, port: {p}}}, power: 100, priority: {i}}}"
         for i, p in enumerate(ports)

@@ -20,13 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import Inputs
 from hems_rules.dbus.client import open_client
 from hems_rules.dbus.settings import SettingsClient
 from hems_rules.errors import RulesError
-from hems_rules.loop import EngineLoop, local_now
+from hems_rules.history.recorder import Recorder
+from hems_rules.loop import EngineLoop, Publisher, local_now
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.watch import RulesWatcher
 from hems_rules.shelly.relays import Address, ShellyRelays, direct
@@ -68,6 +70,28 @@ def setup_logging(directory: Path | None, verbose: bool = False) -> None:
         root.addHandler(handler)
 
 
+class View(Publisher, Protocol):
+    """A component that shows the cycles (the history, the status page)."""
+
+    def use_rules(self, rules: RuleSet) -> None: ...
+
+
+@dataclass(frozen=True)
+class SwitchControl:
+    """What the status page may do, through the switch service (as VRM would)."""
+
+    service: SwitchService
+    numbers: DeviceNumbers
+    manual: bool = False  # on/off by hand arrives with /SwitchableOutput/<n>/State
+
+    def set_auto(self, consumer_id: str, value: int) -> bool:
+        number = self.numbers.numbers.get(consumer_id)
+        return number is not None and self.service.set_auto(number, value)
+
+    def switch(self, consumer_id: str, on: bool) -> bool:
+        return False
+
+
 @dataclass
 class AppOptions:
     rules_dir: Path
@@ -96,6 +120,8 @@ class App:
         self.watcher: RulesWatcher | None = None
         self.ready = asyncio.Event()
         self.failure: str | None = None
+        self.rules_error = ""  # the hot reload's complaint, "" while the rules load
+        self.page_port: int | None = None  # where the status page listens, once it does
         self._stop = asyncio.Event()
         self._tasks = Tasks("app", self.fail)
 
@@ -147,11 +173,12 @@ class App:
         relays.sync(rules.consumers)
         # Exit callbacks run in reverse: this one after the engine below has stopped.
         stack.push_async_callback(self._release, relays)
+        views = await self._views(stack, switch)
         loop = EngineLoop(
             Controller(rules),
             inputs,
             relays,
-            [switch, vrm],
+            [switch, vrm, *views],
             monotonic=options.monotonic,
             wall=options.wall,
             on_fatal=self.fail,
@@ -160,6 +187,8 @@ class App:
         loop.on_rules(switch.use_rules)
         loop.on_rules(vrm.use_rules)
         loop.on_rules(dbus_variables.use_rules)
+        for view in views:
+            loop.on_rules(view.use_rules)
         if options.variable_sources:
             sources = await stack.enter_async_context(
                 VariableSources(inputs, rules, switch.set_auto, options.monotonic)
@@ -168,13 +197,38 @@ class App:
         self.loop = await stack.enter_async_context(loop)
 
         def rules_error(error: RulesError | None) -> None:
-            switch.show_rules_error("" if error is None else str(error))
+            self.rules_error = "" if error is None else str(error)
+            switch.show_rules_error(self.rules_error)
 
         self.watcher = await stack.enter_async_context(
             RulesWatcher(
                 options.rules_dir, rules, lambda new, _: loop.swap_rules(new), on_error=rules_error
             )
         )
+
+    async def _views(self, stack: contextlib.AsyncExitStack, switch: SwitchService) -> list[View]:
+        """The history and the status page, when the rules want them (the page's module
+        is imported only then: `run` without the page never loads aiohttp's server)."""
+        site, views = self.rules.site, list[View]()
+        history = None
+        if site.history is not None:
+            history = await stack.enter_async_context(Recorder(site.history, self.rules))
+            views.append(history)
+        if site.web is not None:
+            from hems_rules.web.server import StatusPage  # noqa: PLC0415
+
+            page = await stack.enter_async_context(
+                StatusPage(
+                    site.web,
+                    self.rules,
+                    history=history,
+                    control=SwitchControl(switch, self.numbers),
+                    rules_error=lambda: self.rules_error,
+                )
+            )
+            self.page_port = page.port
+            views.append(page)
+        return views
 
     async def _release(self, relays: ShellyRelays) -> None:
         """On shutdown, controlled consumers that are on are switched off unless `keep`."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hems_rules.app import AppOptions, run_app, setup_logging
 from hems_rules.core.model import Decision
-from hems_rules.demo.demo import run_demo
+from hems_rules.demo.demo import DEMO_HISTORY, DEMO_PORT, run_demo
 from hems_rules.errors import HemsError
 from hems_rules.history.recording import STEP, day_bounds
 from hems_rules.history.store import HistoryStore
@@ -138,7 +138,15 @@ def _demo(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        return asyncio.run(run_demo(args.rules, args.speed, args.duration, bus_address=args.bus))
+        demo = run_demo(
+            args.rules,
+            args.speed,
+            args.duration,
+            bus_address=args.bus,
+            history=None if args.no_history else args.history,
+            port=None if args.no_page else args.port,
+        )
+        return asyncio.run(demo)
     except KeyboardInterrupt:
         return 0
     except HemsError as err:
@@ -189,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     demo.add_argument("--bus", help="D-Bus address (default: a private dbus-daemon)")
     demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 60s)")
+    demo.add_argument(
+        "--history", type=Path, default=DEMO_HISTORY, help="where the demo records its day"
+    )
+    demo.add_argument("--port", type=int, default=DEMO_PORT, help="the status page (0: any)")
+    demo.add_argument("--no-history", action="store_true", help="record nothing")
+    demo.add_argument("--no-page", action="store_true", help="serve no status page")
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hems_rules.core.controller import Controller
-from hems_rules.core.model import Decision, Plan, Settings, Snapshot
+from hems_rules.core.model import CycleResult, Decision, Plan, Settings, Snapshot
 from hems_rules.ruleset import RuleSet
-from hems_rules.simulate.day import SolarDay
 from hems_rules.simulate.plant import Plant
 from tests.conftest import rules_from
 
@@ -23,13 +20,8 @@ consumers:
 START = datetime(2026, 6, 21, 10, 0).astimezone()
 
 
-@dataclass(frozen=True)
-class Record:
-    plan: Plan
-    changed: Sequence[Decision]
-    snapshot: Snapshot
-    wall: datetime
-    loop_time: float = 0.0
+def record(plan: Plan, changed: list[Decision], snapshot: Snapshot, at: datetime) -> CycleResult:
+    return CycleResult(plan, tuple(changed), snapshot, at, 0.0)
 
 
 class Day:
@@ -44,7 +36,7 @@ class Day:
         self.pv = 0.0
         self.house = 400.0
 
-    def cycle(self, seconds: float = 1.0) -> Record:
+    def cycle(self, seconds: float = 1.0) -> CycleResult:
         self.t += seconds
         self.plant.update_system(
             {
@@ -60,24 +52,4 @@ class Day:
         for decision in changed:
             if decision.command is not None:
                 self.plant.switch(decision.consumer, decision.command)
-        return Record(plan, changed, snapshot, wall)
-
-
-def solar_day(rules: RuleSet, start: datetime, hours: float, every: float = 1.0) -> list[Record]:
-    """Cycles of the demo's solar day on the plant, one every `every` s, as the loop makes them."""
-    world = SolarDay(start_h=start.hour + start.minute / 60, soc=50.0, tank_temp=50.0)
-    plant = Plant(rules, Settings(mode=1))
-    controller = Controller(rules)
-    records = []
-    t = 0.0
-    while t < hours * 3600:
-        world.apply(t, plant)
-        snapshot = plant.snapshot(t)
-        wall = start + timedelta(seconds=t)
-        plan, changed = controller.cycle(snapshot, wall)
-        for decision in changed:
-            if decision.command is not None:
-                plant.switch(decision.consumer, decision.command)
-        records.append(Record(plan, changed, snapshot, wall))
-        t += every
-    return records
+        return record(plan, changed, snapshot, wall)

@@ -17,9 +17,10 @@ from hems_rules.history.recorder import Recorder, rules_summary
 from hems_rules.history.recording import Batch, Event, Recording
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.rules import HistoryConfig
+from hems_rules.simulate.day import cycles
 from hems_rules.simulate.replay import replay, report
 from tests.conftest import rules_from
-from tests.history_rig import RULES, solar_day
+from tests.history_rig import RULES
 
 REPO = Path(__file__).parent.parent
 START = datetime(2026, 6, 21, 11, 0).astimezone()
@@ -75,7 +76,7 @@ def recorded_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
 
     async def record() -> None:
         async with Recorder(HistoryConfig(path=str(directory)), rules) as recorder:
-            for record in solar_day(rules, START, 1.5):
+            for record in cycles(rules, START, 1.5):
                 recorder.publish(record)
 
     asyncio.run(record())

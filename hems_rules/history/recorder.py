@@ -16,14 +16,14 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from hems_rules.core.model import UNAVAILABLE, Decision, DeviceFact, Plan, Settings, Snapshot
+from hems_rules.core.model import UNAVAILABLE, CycleResult, Decision, DeviceFact, Settings
 from hems_rules.history.recording import (
     STEP,
     Batch,
@@ -46,22 +46,6 @@ MAX_UNWRITTEN = 60  # batches kept in memory while the store cannot be written
 T = TypeVar("T")
 
 
-class CycleRecord(Protocol):
-    """What the loop hands every publisher after each cycle."""
-
-    @property
-    def plan(self) -> Plan: ...
-
-    @property
-    def changed(self) -> Sequence[Decision]: ...
-
-    @property
-    def snapshot(self) -> Snapshot: ...
-
-    @property
-    def wall(self) -> datetime: ...
-
-
 def drawn(consumer: Consumer, fact: DeviceFact) -> Value:
     """W the meter sees from a consumer: measured when reported, else nominal while on."""
     if not fact.available:
@@ -71,7 +55,7 @@ def drawn(consumer: Consumer, fact: DeviceFact) -> Value:
     return fact.power if fact.power is not None else consumer.power
 
 
-def readings(record: CycleRecord, rules: RuleSet) -> dict[str, Value]:
+def readings(record: CycleResult, rules: RuleSet) -> dict[str, Value]:
     """The sampled series of one cycle, by name."""
     snapshot, plan = record.snapshot, record.plan
     values: dict[str, Value] = {f"sys:{path}": v for path, v in snapshot.system.items()}
@@ -185,8 +169,8 @@ class Recorder:
         self.rules = rules
         self._rules_pending = True
 
-    def publish(self, record: CycleRecord) -> None:
-        t = self._latest = record.wall.timestamp()
+    def publish(self, record: CycleResult) -> None:
+        t = self._latest = record.at.timestamp()
         self.sampler.add(t, readings(record, self.rules))
         events = self._events
         if self._rules_pending:

@@ -78,11 +78,12 @@ def day_chart(
     consumption = _sum([column(f"sys:/Ac/Consumption/{p}/Power") for p in PHASES])
     surplus = _sum([column(f"plan:surplus:{p}") for p in PHASES] + [column("plan:dc")])
     known = [i for i, v in enumerate(consumption) if v is not None]
+    first = known[0] // factor * factor if known else 0
     last = (known[-1] + 1) if known else 0
     end = recording.start + last * recording.step
     members = _members(recording)
     bands = _bands(recording, end)
-    times = recording.times()[:last:factor]
+    times = recording.times()[first:last:factor]
     return {
         "start": recording.start,
         "end": recording.start + recording.length * recording.step,
@@ -90,7 +91,7 @@ def day_chart(
         "days": [d.isoformat() for d in days],
         "t": times,
         "series": {
-            name: _mean(values[:last], factor)
+            name: _mean(values[first:last], factor)
             for name, values in (
                 ("pv", pv),
                 ("consumption", consumption),
@@ -104,7 +105,7 @@ def day_chart(
             {
                 "id": c["id"],
                 "name": c["name"],
-                "power": _mean(column(f"draw:{c['id']}")[:last], factor),
+                "power": _mean(column(f"draw:{c['id']}")[first:last], factor),
                 "bands": bands.get(c["id"], []),
             }
             for c in members

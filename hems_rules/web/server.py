@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from hems_rules.history.recorder import CycleRecord
+from hems_rules.core.model import CycleResult
 from hems_rules.history.recording import Recording
 from hems_rules.ruleset.rules import PageConfig, RuleSet
 from hems_rules.web.chart import RESOLUTION, day_chart, live
@@ -55,7 +55,13 @@ SECURITY = {
 
 
 class Control(Protocol):
-    """What the app lets the page do; both return False when the write was refused."""
+    """What the app lets the page do; the writes return False when they were refused.
+
+    `manual` says whether on/off by hand (while Auto is 0) exists at all.
+    """
+
+    @property
+    def manual(self) -> bool: ...
 
     def set_auto(self, consumer_id: str, value: int) -> bool: ...
 
@@ -111,7 +117,7 @@ class StatusPage:
         self.control = control if config.control and config.password else None
         self.rules_error = rules_error
         self.port: int | None = None  # bound port, None while the page is off
-        self._record: CycleRecord | None = None
+        self._record: CycleResult | None = None
         self._version = 0
         self._cached: tuple[int, bytes] | None = None
         self._wake = asyncio.Event()
@@ -166,7 +172,7 @@ class StatusPage:
     def use_rules(self, rules: RuleSet) -> None:
         self.rules = rules
 
-    def publish(self, record: CycleRecord) -> None:
+    def publish(self, record: CycleResult) -> None:
         self._record = record
         if self._runner is None or not self._streams:
             return
@@ -192,12 +198,13 @@ class StatusPage:
             return None
         if self._cached is not None and self._cached[0] == self._version:
             return self._cached[1]
-        extra = {"control": self.control is not None}
+        control = self.control
+        extra = {"control": control is not None, "manual": control is not None and control.manual}
         view = live(
             record.plan,
             record.snapshot,
             self.rules,
-            record.wall.timestamp(),
+            record.at.timestamp(),
             rules_error=self.rules_error(),
             extra=extra,
         )
@@ -307,6 +314,8 @@ class StatusPage:
             on = body.get("on")
             if not isinstance(on, bool):
                 raise Refused(400, "on must be true or false")
+            if not control.manual:
+                raise Refused(409, "on/off by hand is not available in this version: use Auto")
             record = self._record
             auto = record.snapshot.auto.get(consumer_id, 1) if record else 1
             if auto:

@@ -82,8 +82,9 @@
       actions.hidden = !view.control;
       const [auto, on, off] = actions.querySelectorAll("button");
       auto.setAttribute("aria-pressed", String(Boolean(c.auto)));
-      auto.textContent = c.auto ? "Auto on" : "Auto off";
+      set(auto, c.auto ? "Auto on" : "Auto off");
       for (const button of [on, off]) {
+        button.hidden = !view.manual;
         button.disabled = Boolean(c.auto);
         button.title = c.auto ? "switch Auto off first" : "";
       }
@@ -185,7 +186,7 @@
       width, height, cursor, hooks,
       scales: { x, "%": { range: [0, 100] } },
       axes: [{}, { size: 60, values: (u, ticks) => ticks.map(kilo) },
-        { scale: "%", side: 1, size: 45, grid: { show: false }, values: (u, ticks) => ticks.map((v) => `${v} %`) }],
+        { scale: "%", side: 1, size: 55, grid: { show: false }, values: (u, ticks) => ticks.map((v) => `${v} %`) }],
       series: [{},
         { label: "PV", stroke: "#e6a700", width: 2, fill: "rgba(230,167,0,.12)", value: (u, v) => watts(v) },
         { label: "Consumption", stroke: "#c0392b", width: 1.5, value: (u, v) => watts(v) },
@@ -209,6 +210,7 @@
       bands: consumers.slice(1).map((c, index) => ({ series: [index + 2, index + 1] })),
     }, [chart.t, ...stacked()], $("stack-chart")));
     drawBands();
+    if (!performance.getEntriesByName("hems-chart").length) performance.mark("hems-chart");
   }
 
   function drawBands() {
