@@ -180,11 +180,13 @@
     const height = Math.round(Math.max(200, Math.min(340, width * 0.45)));
     const s = chart.series;
     const x = { time: true, range: () => [chart.start, chart.end] };
+    // Watts from zero (or below, for a discharging battery), so heights compare.
+    const y = { range: (u, min, max) => uPlot.rangeNum(Math.min(0, min), Math.max(0, max), 0.1, true) };
     const cursor = { sync: { key: "day" }, points: { size: 6 } };
     const hooks = { setScale: [() => drawBands()] };
     plots.push(new uPlot({
       width, height, cursor, hooks,
-      scales: { x, "%": { range: [0, 100] } },
+      scales: { x, y, "%": { range: [0, 100] } },
       axes: [{}, { size: 60, values: (u, ticks) => ticks.map(kilo) },
         { scale: "%", side: 1, size: 55, grid: { show: false }, values: (u, ticks) => ticks.map((v) => `${v} %`) }],
       series: [{},
@@ -198,7 +200,7 @@
     const consumers = chart.consumers;
     plots.push(new uPlot({
       width, height, cursor, hooks,
-      scales: { x },
+      scales: { x, y },
       axes: [{}, { size: 60, values: (u, ticks) => ticks.map(kilo) }],
       series: [{}, ...consumers.map((c, index) => ({
         label: c.name,
