@@ -4,6 +4,7 @@ Shelly polling cost, and `hems-rules run` start-up, memory and CPU."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -11,6 +12,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,9 +45,11 @@ def percentiles(name: str, samples: list[float]) -> None:
     report(f"{name}_p99", ordered[int(len(ordered) * 0.99) - 1] * 1000, "ms")
 
 
-def rules_text(ports: list[int]) -> str:
-    # The bare appliance: bench_views.py measures the history and the page on top.
-    site = "{phases: 1, battery_reservation: 0, web: {enabled: false}, history: {enabled: false}}"
+# The bare appliance: bench_views.py measures the history and the page on top.
+BARE = "{phases: 1, battery_reservation: 0, web: {enabled: false}, history: {enabled: false}}"
+
+
+def rules_text(ports: list[int], site: str = BARE) -> str:
     lines = [f"site: {site}", "consumers:"]
     lines += [
         f"  - {{id: c{i}, shelly: {{host: 127.0.0.1, port: {p}}}, power: 100, priority: {i}}}"
@@ -181,7 +186,13 @@ async def polling_cost(devices: int, seconds: float) -> None:
     report("shelly_poll_cost_per_device_minute", per_poll * 12 * 1000, "ms CPU at 5 s polling")
 
 
-async def run_footprint(seconds: float) -> None:
+Watcher = Callable[[Path], AbstractAsyncContextManager[object]]
+
+
+async def run_footprint(
+    seconds: float, name: str = "run", site: str = BARE, watch: Watcher | None = None
+) -> None:
+    """Start-up, RSS and CPU of `hems-rules run`; `watch(log_dir)` may look on meanwhile."""
     with PrivateBus() as bus, tempfile.TemporaryDirectory() as tmp:
         devices = [EmulatedShelly() for _ in range(10)]
         async with (
@@ -192,7 +203,9 @@ async def run_footprint(seconds: float) -> None:
                 await d.start()
             system.update({"/Ac/PvOnGrid/L1/Power": 600.0, "/Ac/Consumption/L1/Power": 200.0})
             settings.add("/Settings/HEMS/Mode", 1, writable=True)
-            (Path(tmp) / "r.yaml").write_text(rules_text([d.port for d in devices]))
+            (Path(tmp) / "r.yaml").write_text(
+                rules_text([d.port for d in devices], site.replace("TMP", tmp))
+            )
             client = BusClient(await connect(bus.address))
             first: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
@@ -217,7 +230,7 @@ async def run_footprint(seconds: float) -> None:
                 stderr=asyncio.subprocess.DEVNULL,
             )
             report(
-                "run_startup_to_first_decision",
+                f"{name}_startup_to_first_decision",
                 (await asyncio.wait_for(first, 30) - start) * 1000,
                 "ms",
             )
@@ -227,20 +240,23 @@ async def run_footprint(seconds: float) -> None:
                 fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
                 return (int(fields[11]) + int(fields[12])) / ticks
 
-            cpu0, t0 = cpu_seconds(), time.monotonic()
-            flip = 0
-            while time.monotonic() - t0 < seconds:
-                flip += 1
-                system.set("/Ac/PvOnGrid/L1/Power", 600.0 + (flip % 7) * 100)
-                await asyncio.sleep(1)
-            cpu = (cpu_seconds() - cpu0) / (time.monotonic() - t0)
+            async with contextlib.AsyncExitStack() as watching:
+                if watch is not None:
+                    await watching.enter_async_context(watch(Path(tmp) / "log"))
+                cpu0, t0 = cpu_seconds(), time.monotonic()
+                flip = 0
+                while time.monotonic() - t0 < seconds:
+                    flip += 1
+                    system.set("/Ac/PvOnGrid/L1/Power", 600.0 + (flip % 7) * 100)
+                    await asyncio.sleep(1)
+                cpu = (cpu_seconds() - cpu0) / (time.monotonic() - t0)
             rss = next(
                 int(line.split()[1])
                 for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
                 if line.startswith("VmRSS")
             )
-            report("run_10_consumers_rss", rss / 1024, "MiB")
-            report("run_10_consumers_cpu", cpu * 100, "% of one core")
+            report(f"{name}_10_consumers_rss", rss / 1024, "MiB")
+            report(f"{name}_10_consumers_cpu", cpu * 100, "% of one core")
             process.terminate()
             await process.wait()
             client.bus.disconnect()
