@@ -46,7 +46,7 @@ async def reload_latency(saves: int) -> None:
         (directory / "rules.yaml").write_text(consumers_yaml(10))
         swapped: asyncio.Queue[float] = asyncio.Queue()
         watcher = RulesWatcher(
-            directory, load_rules(directory), lambda r, c: swapped.put_nowait(time.perf_counter())
+            directory, load_rules(directory), lambda r: swapped.put_nowait(time.perf_counter())
         )
         samples = []
         async with watcher:

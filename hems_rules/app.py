@@ -27,6 +27,7 @@ from hems_rules.core.inputs import Inputs
 from hems_rules.dbus.client import open_client
 from hems_rules.dbus.settings import SettingsClient
 from hems_rules.errors import RulesError
+from hems_rules.health import Faults
 from hems_rules.history.recorder import Recorder
 from hems_rules.loop import EngineLoop, Publisher, local_now
 from hems_rules.ruleset import RuleSet, load_rules
@@ -116,6 +117,7 @@ class App:
         self.rules = rules
         self.inputs = Inputs(rules)
         self.numbers = DeviceNumbers()
+        self.faults = Faults()
         self.loop: EngineLoop | None = None
         self.watcher: RulesWatcher | None = None
         self.ready = asyncio.Event()
@@ -166,9 +168,15 @@ class App:
         switch = await stack.enter_async_context(
             SwitchService(settings, inputs, self.numbers, rules, options.bus_address)
         )
+        self.faults.listen(switch.show_config_error)
         vrm = await stack.enter_async_context(VrmBatteries(settings, rules, options.bus_address))
         relays = await stack.enter_async_context(
-            ShellyRelays(inputs.set_device, options.poll_interval, address=options.shelly_address)
+            ShellyRelays(
+                inputs.set_device,
+                options.poll_interval,
+                address=options.shelly_address,
+                faults=self.faults,
+            )
         )
         relays.sync(rules.consumers)
         # Exit callbacks run in reverse: this one after the engine below has stopped.
@@ -191,7 +199,9 @@ class App:
             loop.on_rules(view.use_rules)
         if options.variable_sources:
             sources = await stack.enter_async_context(
-                VariableSources(inputs, rules, switch.set_auto, options.monotonic)
+                VariableSources(
+                    inputs, rules, switch.set_auto, options.monotonic, faults=self.faults
+                )
             )
             loop.on_rules(sources.use_rules)
         self.loop = await stack.enter_async_context(loop)
@@ -201,9 +211,7 @@ class App:
             switch.show_rules_error(self.rules_error)
 
         self.watcher = await stack.enter_async_context(
-            RulesWatcher(
-                options.rules_dir, rules, lambda new, _: loop.swap_rules(new), on_error=rules_error
-            )
+            RulesWatcher(options.rules_dir, rules, loop.swap_rules, on_error=rules_error)
         )
 
     async def _views(self, stack: contextlib.AsyncExitStack, switch: SwitchService) -> list[View]:

@@ -49,10 +49,6 @@ class Evaluation:
     value: float | None = None
     error: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
 
 class _FloatConstants(ast.NodeTransformer):
     def visit_Constant(self, node: ast.Constant) -> ast.Constant:

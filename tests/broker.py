@@ -16,14 +16,19 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, anonymous: bool = True) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.binary = binary
         self.port = free_port()
         self.config = directory / "mosquitto.conf"
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"listener {self.port} 127.0.0.1\npersistence false\n"
+            # An empty password file refuses every login; `user root` lets mosquitto,
+            # started as root, still read it from a private directory.
+            + ("allow_anonymous true\n" if anonymous else f"password_file {directory / 'none'}\n")
+            + ("" if anonymous else "user root\n")
         )
+        (directory / "none").write_text("")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

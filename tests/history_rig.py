@@ -51,5 +51,5 @@ class Day:
         plan, changed = self.controller.cycle(snapshot, wall)
         for decision in changed:
             if decision.command is not None:
-                self.plant.switch(decision.consumer, decision.command)
+                self.plant.switch(decision.consumer, decision.command, self.t)
         return record(plan, changed, snapshot, wall)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,6 +206,31 @@ async def test_inverter_power_override_and_fake_bms(rig: Rig) -> None:
     heater_bms = await rig.client.get_items("com.victronenergy.battery.hems_heater")
     assert heater_bms["/DeviceInstance"] != items["/DeviceInstance"]
     assert await rig.value(SWITCH, "/DeviceInstance") == 815
+
+
+async def test_a_switch_the_shelly_lacks_is_a_configuration_error(rig: Rig, tmp_path: Path) -> None:
+    """Defect 4: said on /Hems/ConfigError and in the Reason, gone once fixed."""
+    rules = tmp_path / "rules.yaml"
+    good = rules.read_text()
+    heater = f"port: {rig.heater.port}}}"
+    rules.write_text(good.replace(heater, f"port: {rig.heater.port}, switch: 3}}"))
+    number = rig.app.numbers.numbers["heater"]
+
+    async def settles(path: str, done: Callable[[object], bool]) -> object:
+        for _ in range(500):
+            value = await rig.value(SWITCH, path)
+            if done(value):
+                return value
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{path} is {value!r}")
+
+    error = str(await settles("/Hems/ConfigError", bool))
+    assert error.startswith("heater (Shelly 127.0.0.1:") and "Switch.GetStatus" in error
+    reason = f"/Devices/{number}/Reason"
+    await settles(reason, lambda v: v == "unavailable: the Shelly has no switch 3")
+    rules.write_text(good)
+    await settles("/Hems/ConfigError", lambda v: v == "")
+    await settles(reason, lambda v: not str(v).startswith("unavailable"))
 
 
 async def test_shutdown_releases_controlled_relays_and_names(rig: Rig) -> None:

@@ -50,9 +50,7 @@ async def test_a_failing_swap_does_not_end_hot_reload(
         await wait_until(lambda: loop.controller.plan is not None, what="a first cycle")
         assert loop.controller.plan is not None
         assert loop.controller.plan.decision("h").state == "on"
-        async with RulesWatcher(
-            tmp_path, rules, lambda new, _: loop.swap_rules(new), debounce=0.05
-        ) as watcher:
+        async with RulesWatcher(tmp_path, rules, loop.swap_rules, debounce=0.05) as watcher:
             # Removing the running heater releases it: the release command raises.
             (tmp_path / "rules.yaml").write_text(SITE + "consumers: []\n")
             await wait_until(lambda: watcher.reloads == 1, what="the first reload")

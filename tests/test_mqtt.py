@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from hems_rules.errors import ConfigurationError
+from hems_rules.health import Faults
 from hems_rules.ruleset.rules import AutoWrites, MqttBroker, MqttSource
 from hems_rules.sources.mqtt import MqttVariables
 from tests.broker import Mosquitto
@@ -115,3 +118,58 @@ async def test_auto_writes_as_flashmq_would_publish_them(
     await publish(broker, "W/abc123/switch/815/Devices/0/S2/Auto", json.dumps({"value": 1}))
     await wait_until(lambda: len(seen.autos) == 3, what="three accepted writes")
     assert seen.autos == [(1, 0), (2, 1), (0, 1)]
+
+
+async def test_values_become_unknown_when_the_broker_stays_away(
+    broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defect 3: a lost broker must not freeze the last values (HTTP: 3 failed polls)."""
+    caplog.set_level(logging.INFO)
+    seen = Seen()
+    variables = {"tank": MqttSource(topic="ebus/tank", json="value")}
+    mqtt = MqttVariables(
+        MqttBroker("127.0.0.1", broker.port), variables, seen.variable, max_backoff=0.2, grace=1.0
+    )
+    task = asyncio.create_task(mqtt.run())
+    try:
+        await asyncio.wait_for(mqtt.connected.wait(), 5)
+        await publish(broker, "ebus/tank", json.dumps({"value": 61}), retain=True)
+        await wait_until(lambda: seen.values.get("tank") == 61)
+        broker.stop()
+        await wait_until(lambda: not mqtt.connected.is_set(), what="the loss")
+        assert seen.values["tank"] == 61  # within the grace a restart goes unnoticed
+        await wait_until(lambda: seen.values["tank"] is None, what="unknown after the grace")
+        await wait_until(lambda: mqtt.health.failures >= 3, what="several retries")
+        broker.start()
+        await publish(broker, "ebus/tank", json.dumps({"value": 64}), retain=True)
+        await wait_until(lambda: seen.values["tank"] == 64, timeout=10, what="back")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    told = [r.getMessage() for r in caplog.records if r.name == "hems_rules.sources.mqtt"]
+    lost = [m for m in told if "unavailable" in m]
+    back = [m for m in told if "available again" in m]
+    assert len(lost) == 1 and len(back) == 1, told
+
+
+async def test_a_refused_login_is_a_configuration_fault(tmp_path: Path) -> None:
+    server = Mosquitto(tmp_path, anonymous=False)
+    server.start()
+    faults = Faults()
+    try:
+        mqtt = MqttVariables(
+            MqttBroker("127.0.0.1", server.port, username="hems", password="wrong"),
+            {"tank": MqttSource(topic="ebus/tank")},
+            Seen().variable,
+            max_backoff=0.2,
+            faults=faults,
+        )
+        task = asyncio.create_task(mqtt.run())
+        await wait_until(lambda: faults.text != "", what="the fault")
+        assert "refused the login" in faults.text
+        assert isinstance(mqtt.health.error, ConfigurationError)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert faults.text == ""
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hems_rules.ruleset import RuleSet, load_rules
-from hems_rules.ruleset.changes import RulesChange
+from hems_rules.ruleset.changes import RulesChange, compare
 from hems_rules.ruleset.watch import RulesWatcher
 from tests.conftest import wait_until
 
@@ -30,19 +30,23 @@ def rules_dir(tmp_path: Path) -> Path:
 
 
 class Swaps:
-    def __init__(self) -> None:
+    """The rules each swap brought, with what changed from those before."""
+
+    def __init__(self, rules_dir: Path) -> None:
+        self.first = load_rules(rules_dir)
         self.seen: list[tuple[RuleSet, RulesChange]] = []
 
-    def __call__(self, rules: RuleSet, change: RulesChange) -> None:
-        self.seen.append((rules, change))
+    def __call__(self, rules: RuleSet) -> None:
+        before = self.seen[-1][0] if self.seen else self.first
+        self.seen.append((rules, compare(before, rules)))
 
     def ids(self) -> list[str]:
         return [c.id for c in self.seen[-1][0].consumers] if self.seen else []
 
 
 async def test_atomic_rename_is_one_reload(rules_dir: Path) -> None:
-    swaps = Swaps()
-    async with RulesWatcher(rules_dir, load_rules(rules_dir), swaps, debounce=0.2) as watcher:
+    swaps = Swaps(rules_dir)
+    async with RulesWatcher(rules_dir, swaps.first, swaps, debounce=0.2) as watcher:
         temp = rules_dir / ".heaters.yaml.tmp123"
         temp.write_text(heaters("h1", "h2"))
         os.replace(temp, rules_dir / "heaters.yaml")
@@ -52,8 +56,8 @@ async def test_atomic_rename_is_one_reload(rules_dir: Path) -> None:
 
 
 async def test_in_place_write_and_deletion(rules_dir: Path) -> None:
-    swaps = Swaps()
-    async with RulesWatcher(rules_dir, load_rules(rules_dir), swaps, debounce=0.2):
+    swaps = Swaps(rules_dir)
+    async with RulesWatcher(rules_dir, swaps.first, swaps, debounce=0.2):
         with open(rules_dir / "heaters.yaml", "w") as f:
             f.write(heaters("h1", power=500)[:20])
             f.flush()
@@ -71,8 +75,8 @@ async def test_a_broken_save_keeps_the_last_good_rules_until_fixed(
     rules_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="hems_rules")
-    swaps = Swaps()
-    async with RulesWatcher(rules_dir, load_rules(rules_dir), swaps, debounce=0.2) as watcher:
+    swaps = Swaps(rules_dir)
+    async with RulesWatcher(rules_dir, swaps.first, swaps, debounce=0.2) as watcher:
         (rules_dir / "heaters.yaml").write_text(heaters("h1").replace("power: 1000", "power: lots"))
         await wait_until(lambda: watcher.error is not None, what="the error")
         assert [c.id for c in watcher.rules.consumers] == ["h1"]
@@ -87,8 +91,8 @@ async def test_a_broken_save_keeps_the_last_good_rules_until_fixed(
 
 
 async def test_editor_swap_files_do_not_reload(rules_dir: Path) -> None:
-    swaps = Swaps()
-    async with RulesWatcher(rules_dir, load_rules(rules_dir), swaps, debounce=0.1) as watcher:
+    swaps = Swaps(rules_dir)
+    async with RulesWatcher(rules_dir, swaps.first, swaps, debounce=0.1) as watcher:
         (rules_dir / ".heaters.yaml.swp").write_text("garbage: [")
         (rules_dir / "notes.txt").write_text("hello")
         (rules_dir / "site.yaml").write_text(SITE)  # a marker that does reload

@@ -13,7 +13,6 @@ from types import MappingProxyType
 
 from hems_rules.core.engine import decide
 from hems_rules.core.model import Decision, EngineState, Plan, Snapshot
-from hems_rules.ruleset.changes import RulesChange, compare
 from hems_rules.ruleset.rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -28,12 +27,11 @@ class Controller:
         self.plan: Plan | None = None
         self._orphans: list[Decision] = []
 
-    def swap_rules(self, rules: RuleSet) -> RulesChange:
+    def swap_rules(self, rules: RuleSet) -> None:
         """Use new rules from the next cycle on; the removed consumers are released."""
         old = {c.id: c for c in self.rules.consumers}
         new = {c.id: c for c in rules.consumers}
-        change = compare(self.rules, rules)
-        for consumer_id in change.removed:
+        for consumer_id in [i for i in old if i not in new]:
             remembered = self.state.consumers.get(consumer_id)
             if (
                 remembered
@@ -49,7 +47,6 @@ class Controller:
             MappingProxyType({i: s for i, s in self.state.consumers.items() if i in new})
         )
         self.rules = rules
-        return change
 
     def cycle(self, snapshot: Snapshot, now: datetime) -> tuple[Plan, list[Decision]]:
         """One decision cycle; returns the plan and the decisions that changed.

@@ -20,14 +20,18 @@ from hems_rules.core.model import (
     DeviceFact,
     EngineState,
     Plan,
+    Settling,
     Snapshot,
+    Switched,
 )
 from hems_rules.errors import ExpressionError
 from hems_rules.expressions import RESERVATION_NAMES, Evaluation, Expression, compile_expression
-from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
+from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet, shares
 
 # A relay that has not confirmed a command after this long is believed as reported.
 COMMAND_TIMEOUT = 15.0
+# A batch of switches whose net draw is below this settles at once (DESIGN §5.10).
+SETTLE_BELOW = 50.0
 _EPSILON = 1e-6
 
 
@@ -128,10 +132,12 @@ class _Cycle:
     states: dict[str, ConsumerState] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)
     pool: _Pool | None = None
-    projected: dict[Phase, float] = field(default_factory=dict)  # consumption this plan makes
+    projected: dict[Phase, float] = field(default_factory=dict)  # consumption this plan keeps
+    reserved: dict[Phase, float] = field(default_factory=dict)  # held loads later in the walk
     limits: dict[Phase, float | None] = field(default_factory=dict)
     surplus: Mapping[Phase, float] | None = None
     dc_pool: float | None = None
+    waiting: Settling | None = None  # switches not yet shown by the meters
 
     def draw(self, consumer: Consumer, fact: DeviceFact) -> float:
         """What a running consumer draws: measured when reported, else nominal."""
@@ -160,11 +166,20 @@ class _Cycle:
         reserved = self.reservation.watts
         return reserved is not None and left >= reserved + margin - _EPSILON
 
-    def over_limit(self, consumer: Consumer, watts: float) -> Phase | None:
-        """The first phase whose continuous inverter power this load would exceed, if any."""
+    def over_limit(self, consumer: Consumer, watts: float, *, starting: bool) -> Phase | None:
+        """The first phase whose continuous inverter power this load would exceed, if any.
+
+        A running load must fit after the higher-priority loads this plan keeps; a load
+        switching on must also leave room for the loads held by min_on further down.
+        """
         for phase, share in consumer.shares(watts):
             limit = self.limits.get(phase)
-            if limit is not None and self.projected.get(phase, 0.0) + share > limit + _EPSILON:
+            if limit is None:
+                continue
+            projected = self.projected.get(phase, 0.0) + share
+            if starting:
+                projected += self.reserved.get(phase, 0.0)
+            if projected > limit + _EPSILON:
                 return phase
         return None
 
@@ -172,7 +187,19 @@ class _Cycle:
         for phase, share in consumer.shares(watts):
             self.projected[phase] = self.projected.get(phase, 0.0) + share
 
-    def settle(
+    def reserve(self, consumer: Consumer, watts: float) -> None:
+        for phase, share in consumer.shares(watts):
+            self.reserved[phase] = self.reserved.get(phase, 0.0) + share
+
+    def waiting_text(self, on: bool) -> str:
+        """Why a consumer is not switched now: the meters do not show the last switch yet."""
+        assert self.waiting is not None
+        names = _names(dict.fromkeys(s.consumer for s in self.waiting.switched))
+        left = self.waiting.since + self.rules.site.settle - self.t
+        word = "on" if on else "off"
+        return f"{word}: waiting for the meter to show {names} ({_secs(left)} at most)"
+
+    def record(
         self,
         consumer: Consumer,
         state: ConsumerState,
@@ -202,33 +229,59 @@ class _Cycle:
         )
 
     def allocate(self, ranked: list[_Controlled]) -> None:
-        """Hand out the surplus: consumers held by min_on first, then strictly by priority."""
-        held = [c for c in ranked if c.state.on and self.held(c.state, c.consumer.min_on) > 0]
+        """Hand out the surplus and the inverter's power, strictly by priority.
+
+        Consumers held by min_on are booked first for the surplus but keep their place
+        for the inverter limit: one that does not fit after the higher-priority loads
+        this plan keeps is shed, and the walk starts again without it, so it books nothing.
+        """
+        pool, projected = self.pool, dict(self.projected)
+        shed: dict[str, Phase] = {}
+        while True:
+            over = self.walk(ranked, shed)
+            if over is None:
+                return
+            shed[over[0]] = over[1]
+            self.pool, self.projected = pool, dict(projected)
+            for entry in ranked:
+                self.decisions.pop(entry.consumer.id, None)
+
+    def walk(
+        self, ranked: list[_Controlled], shed: Mapping[str, Phase]
+    ) -> tuple[str, Phase] | None:
+        """One priority walk; a held load that does not fit ends it, to be shed."""
+        held = [
+            entry
+            for entry in ranked
+            if entry.state.on
+            and entry.consumer.id not in shed
+            and self.held(entry.state, entry.consumer.min_on) > 0
+        ]
+        self.reserved = {}
         for entry in held:
-            self.project(entry.consumer, self.draw(entry.consumer, entry.fact))
-        # Shedding beats min_on: the inverter's continuous power is a hard limit.
-        for entry in reversed(held):
             watts = self.draw(entry.consumer, entry.fact)
-            self.project(entry.consumer, -watts)
-            over = self.over_limit(entry.consumer, watts)
-            if over is not None:
-                self.settle(entry.consumer, entry.state, False, "shed", _shed_text(over))
-            else:
-                self.project(entry.consumer, watts)
-        for entry in held:
-            if entry.consumer.id not in self.decisions:
-                watts = self.draw(entry.consumer, entry.fact)
-                self.pool = self.book(entry.consumer, watts, forced=True)
-                left = self.held(entry.state, entry.consumer.min_on)
-                reason = f"on: held by min_on, {_secs(left)} left"
-                self.settle(entry.consumer, entry.state, True, "min_on", reason, power=watts)
+            self.reserve(entry.consumer, watts)
+            self.pool = self.book(entry.consumer, watts, forced=True)
+        held_ids = {entry.consumer.id for entry in held}
         for entry in ranked:
-            if entry.consumer.id in self.decisions:
-                continue
-            if entry.state.on:
+            consumer, state = entry.consumer, entry.state
+            if consumer.id in shed:
+                self.record(consumer, state, False, "shed", _shed_text(shed[consumer.id]))
+            elif consumer.id in held_ids:
+                watts = self.draw(consumer, entry.fact)
+                self.reserve(consumer, -watts)
+                over = self.over_limit(consumer, watts, starting=False)
+                if over is not None:
+                    return consumer.id, over
+                self.project(consumer, watts)
+                left = self.held(state, consumer.min_on)
+                reason = f"on: held by min_on, {_secs(left)} left"
+                self.record(consumer, state, True, "min_on", reason, power=watts)
+            elif state.on:
                 self.keep_or_stop(entry)
             else:
-                self.start_or_wait(entry.consumer, entry.state)
+                self.start_or_wait(consumer, state)
+        return None
 
     def book(self, consumer: Consumer, watts: float, forced: bool) -> _Pool | None:
         assert self.pool is not None
@@ -237,9 +290,13 @@ class _Cycle:
     def keep_or_stop(self, entry: _Controlled) -> None:
         consumer, state = entry.consumer, entry.state
         watts = self.draw(consumer, entry.fact)
-        over = self.over_limit(consumer, watts)
+        over = self.over_limit(consumer, watts, starting=False)
         if over is not None:
-            self.settle(consumer, state, False, "shed", _shed_text(over))
+            self.record(consumer, state, False, "shed", _shed_text(over))
+            return
+        if self.reservation.watts is None and not consumer.primary:
+            # No deficit to confirm: the reservation is unprotected until it stops.
+            self.record(consumer, state, False, "reservation_unknown", self.unknown_reservation())
             return
         booked = self.book(consumer, watts, forced=True)
         assert booked is not None
@@ -247,43 +304,41 @@ class _Cycle:
             self.pool = booked
             self.project(consumer, watts)
             reason = f"on: {_w(watts)}, {self.left_text(booked.total, consumer)}"
-            self.settle(consumer, state, True, "on", reason, power=watts)
+            self.record(consumer, state, True, "on", reason, power=watts)
             return
         since = state.pending_since if state.pending_since is not None else self.t
-        if self.t - since < consumer.off_delay:
+        if self.t - since < consumer.off_delay or self.waiting is not None:
             self.pool = booked
             self.project(consumer, watts)
-            waited, delay = _secs(self.t - since), _secs(consumer.off_delay)
-            reason = f"on: deficit for {waited} of the {delay} off_delay"
-            self.settle(
-                consumer, state, True, "off_delay", reason, power=watts, pending_since=since
-            )
-            return
-        if self.reservation.watts is None and not consumer.primary:
-            self.settle(consumer, state, False, "reservation_unknown", self.unknown_reservation())
+            if self.waiting is not None:
+                code, reason = "settling", self.waiting_text(True)
+            else:
+                waited, delay = _secs(self.t - since), _secs(consumer.off_delay)
+                code, reason = "off_delay", f"on: deficit for {waited} of the {delay} off_delay"
+            self.record(consumer, state, True, code, reason, power=watts, pending_since=since)
             return
         reason = f"off: draws {_w(watts)}, {self.left_text(booked.total, consumer)}"
-        self.settle(consumer, state, False, "no_surplus", reason)
+        self.record(consumer, state, False, "no_surplus", reason)
 
     def start_or_wait(self, consumer: Consumer, state: ConsumerState) -> None:
         min_off = self.held(state, consumer.min_off)
         cap = consumer.max_starts_per_day
         if min_off > 0:
             reason = f"off: held by min_off, {_secs(min_off)} left"
-            self.settle(consumer, state, False, "min_off", reason)
+            self.record(consumer, state, False, "min_off", reason)
             return
         if cap is not None and state.starts >= cap:
             reason = f"off: {cap} starts today, the daily maximum"
-            self.settle(consumer, state, False, "starts_cap", reason)
+            self.record(consumer, state, False, "starts_cap", reason)
             return
         if self.reservation.watts is None and not consumer.primary:
-            self.settle(consumer, state, False, "reservation_unknown", self.unknown_reservation())
+            self.record(consumer, state, False, "reservation_unknown", self.unknown_reservation())
             return
-        over = self.over_limit(consumer, consumer.power)
+        over = self.over_limit(consumer, consumer.power, starting=True)
         if over is not None:
             watts = _w(consumer.power)
             reason = f"off: {watts} more would exceed the continuous inverter power on {over}"
-            self.settle(consumer, state, False, "inverter_limit", reason)
+            self.record(consumer, state, False, "inverter_limit", reason)
             return
         booked = self.book(consumer, consumer.power, forced=False)
         if booked is None or not self.gate(consumer, booked.total, consumer.on_margin):
@@ -291,18 +346,22 @@ class _Cycle:
             margin = f" + {_w(consumer.on_margin)} margin" if consumer.on_margin else ""
             left = self.left_text(self.pool.total, consumer)
             reason = f"off: needs {_w(consumer.power)}{margin}, {left}"
-            self.settle(consumer, state, False, "no_surplus", reason)
+            self.record(consumer, state, False, "no_surplus", reason)
             return
         since = state.pending_since if state.pending_since is not None else self.t
         if self.t - since < consumer.on_delay:
             waited, delay = _secs(self.t - since), _secs(consumer.on_delay)
             reason = f"off: surplus for {waited} of the {delay} on_delay"
-            self.settle(consumer, state, False, "on_delay", reason, pending_since=since)
+            self.record(consumer, state, False, "on_delay", reason, pending_since=since)
+            return
+        if self.waiting is not None:
+            reason = self.waiting_text(False)
+            self.record(consumer, state, False, "settling", reason, pending_since=since)
             return
         self.pool = booked
         self.project(consumer, consumer.power)
         reason = f"on: {_w(consumer.power)}, {self.left_text(booked.total, consumer)}"
-        self.settle(consumer, state, True, "on", reason, power=consumer.power)
+        self.record(consumer, state, True, "on", reason, power=consumer.power)
 
     def unknown_reservation(self) -> str:
         return f"off: battery reservation unknown, failing closed ({self.reservation.error})"
@@ -315,10 +374,10 @@ class _Cycle:
                 text = "on" if state.on else "off"
                 reason = f"{text}: held while the surplus is unknown ({why})"
                 power = self.draw(consumer, entry.fact)
-                self.settle(consumer, state, state.on, "surplus_unknown", reason, power=power)
+                self.record(consumer, state, state.on, "surplus_unknown", reason, power=power)
             else:
                 reason = f"off: surplus unknown ({why})"
-                self.settle(consumer, state, False, "surplus_unknown", reason)
+                self.record(consumer, state, False, "surplus_unknown", reason)
 
     def plan(self) -> Plan:
         pool = self.pool
@@ -344,6 +403,76 @@ class _Controlled:
 
 def _shed_text(phase: Phase) -> str:
     return f"off: shed, {phase} would exceed the continuous inverter power"
+
+
+def _names(ids: Iterable[str]) -> str:
+    """a, b and c"""
+    listed = list(ids)
+    return listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} and {listed[-1]}"
+
+
+def _total(consumption: Mapping[Phase, float | None]) -> float | None:
+    values = list(consumption.values())
+    return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
+
+
+def _unshown(settling: Settling, snapshot: Snapshot) -> dict[Phase, float]:
+    """Per phase, what the meters will add once they show these switches (offs negative).
+
+    A switched-on relay counts what it measures once it reports, else its nominal power.
+    """
+    moves: dict[Phase, float] = {}
+    for switched in settling.switched:
+        watts = switched.watts
+        if switched.on:
+            fact = snapshot.devices.get(switched.consumer, UNAVAILABLE)
+            if fact.available and fact.on and fact.power is not None:
+                watts = fact.power
+        for phase, share in shares(switched.phase, watts if switched.on else -watts):
+            moves[phase] = moves.get(phase, 0.0) + share
+    return moves
+
+
+def _unsettled(
+    settling: Settling | None,
+    rules: RuleSet,
+    snapshot: Snapshot,
+    total: float | None,
+    t: float,
+) -> dict[Phase, float] | None:
+    """What the meters do not show yet, or None when the last switches settled (§5.10).
+
+    Settled: the total AC consumption moved their way by half their net draw since they
+    were sent, or `settle` passed, or the net draw is too small to see.
+    """
+    if settling is None or t - settling.since >= rules.site.settle:
+        return None
+    unshown = _unshown(settling, snapshot)
+    net = sum(unshown.values())
+    if abs(net) < SETTLE_BELOW:
+        return None
+    if total is None or settling.baseline is None:
+        return unshown
+    moved = total - settling.baseline if net > 0 else settling.baseline - total
+    return None if moved >= abs(net) / 2 - _EPSILON else unshown
+
+
+def _sent(cycle: _Cycle, total: float | None) -> Settling | None:
+    """The settling batch after this cycle: its commands join those still unsettled."""
+    switched = []
+    for decision in cycle.decisions.values():
+        if decision.command is None:
+            continue
+        consumer = cycle.rules.consumer(decision.consumer)
+        fact = cycle.snapshot.devices.get(consumer.id, UNAVAILABLE)
+        watts = consumer.power if decision.command else cycle.draw(consumer, fact)
+        switched.append(Switched(consumer.id, decision.command, watts, consumer.phase))
+    waiting = cycle.waiting
+    if not switched:
+        return waiting
+    if waiting is None:
+        return Settling(cycle.t, total, tuple(switched))
+    return Settling(cycle.t, waiting.baseline, waiting.switched + tuple(switched))
 
 
 def _observe(
@@ -426,7 +555,7 @@ def decide(
         fact = snapshot.devices.get(consumer.id, UNAVAILABLE)
         if not fact.available:
             cycle.states[consumer.id] = prev._replace(available=False, pending_since=None)
-            reason = "unavailable: the relay does not answer"
+            reason = f"unavailable: {fact.cause}"
             decision = Decision(consumer.id, "unavailable", prev.controlled, "unavailable", reason)
             cycle.decisions[consumer.id] = decision
             continue
@@ -444,6 +573,9 @@ def decide(
             _release(cycle, consumer, current, why_not, note)
 
     consumption = {p: snapshot.system.get(f"/Ac/Consumption/{p}/Power") for p in phases}
+    total = _total(consumption) if snapshot.system_present else None
+    unshown = _unsettled(state.settling, rules, snapshot, total, t)
+    cycle.waiting = state.settling if unshown is not None else None
     missing = [p for p, v in consumption.items() if v is None]
     if not snapshot.system_present or missing:
         why = (
@@ -452,7 +584,7 @@ def decide(
             else f"consumption on {', '.join(missing)} is unknown"
         )
         cycle.hold_or_stop_unknown(controlled, why)
-        return _finish(cycle, controlled)
+        return _finish(cycle, controlled, total)
 
     pv = {
         p: _measured(snapshot, f"/Ac/PvOnGrid/{p}/Power")
@@ -473,17 +605,24 @@ def decide(
     cip = snapshot.settings.continuous_inverter_power
     per_phase = cip if cip >= 0 else rules.site.continuous_inverter_power
     cycle.limits = {p: None if per_phase is None else per_phase + pv[p] for p in phases}
-    cycle.projected = {p: (consumption[p] or 0.0) - own_load[p] for p in phases}
+    # The base load is what the meters show without the engine's own loads; while
+    # switches are unsettled, as the meters will show it once they have caught up, so a
+    # shed load that still shows is not shed twice.
+    cycle.projected = {
+        p: (consumption[p] or 0.0) - own_load[p] + (unshown or {}).get(p, 0.0) for p in phases
+    }
     ranked = sorted(enumerate(controlled), key=lambda item: (item[1].consumer.priority, item[0]))
     cycle.allocate([entry for _, entry in ranked])
-    return _finish(cycle, controlled)
+    return _finish(cycle, controlled, total)
 
 
-def _finish(cycle: _Cycle, controlled: list[_Controlled]) -> tuple[Plan, EngineState]:
+def _finish(
+    cycle: _Cycle, controlled: list[_Controlled], total: float | None
+) -> tuple[Plan, EngineState]:
     """The plan, with what the relays revealed this cycle added to their reasons."""
     for entry in controlled:
         if entry.note is not None:
             decision = cycle.decisions[entry.consumer.id]
             reason = f"{decision.reason} (the relay {entry.note})"
             cycle.decisions[entry.consumer.id] = replace(decision, reason=reason)
-    return cycle.plan(), EngineState(MappingProxyType(cycle.states))
+    return cycle.plan(), EngineState(MappingProxyType(cycle.states), _sent(cycle, total))

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
-from hems_rules.ruleset.rules import Phase
+from hems_rules.ruleset.rules import ConsumerPhase, Phase
 
 NO_LIMIT = -1.0
 
@@ -29,11 +29,13 @@ class DeviceFact:
     """What a relay reports: reachable or not, its output, and its measured draw.
 
     `power` is None until a measurement has arrived since the relay last switched.
+    `cause` says why an unavailable relay is unavailable, in plain words for the Reason.
     """
 
     available: bool = True
     on: bool = False
     power: float | None = None
+    cause: str = "the relay does not answer"
 
     def __post_init__(self) -> None:
         if self.power is not None and self.power < 0:
@@ -84,9 +86,33 @@ class ConsumerState(NamedTuple):
     day: date | None = None
 
 
+class Switched(NamedTuple):
+    """One command of a settling batch: which relay, which way, and the draw it moves."""
+
+    consumer: str
+    on: bool
+    watts: float  # switch-on: nominal (the measured draw replaces it once reported)
+    phase: ConsumerPhase
+
+
+@dataclass(frozen=True)
+class Settling:
+    """Switches the meters may not show yet (DESIGN §5.10).
+
+    The commands of one cycle, joined by any sent before they settled: until the total
+    AC consumption has moved by half their net draw since `baseline`, or `settle` has
+    passed since `since`, no consumer is switched because of surplus or deficit.
+    """
+
+    since: float  # when the latest of them was sent
+    baseline: float | None  # total AC consumption when the first was sent; None: unknown
+    switched: tuple[Switched, ...]
+
+
 @dataclass(frozen=True)
 class EngineState:
     consumers: Mapping[str, ConsumerState] = field(default_factory=_empty)
+    settling: Settling | None = None
 
 
 @dataclass(frozen=True)

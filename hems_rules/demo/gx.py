@@ -18,7 +18,7 @@ from hems_rules.dbus.variants import Value, unwrap, wrap
 
 SETTINGS_INTERFACE = "com.victronenergy.Settings"
 
-OK, UNKNOWN_TYPE, INVALID_PATH, TYPE_DIFFERS, INVALID_DEFAULT = 0, -3, -4, -5, -6
+OK, UNKNOWN_TYPE, INVALID_PATH, TYPE_DIFFERS = 0, -3, -4, -5
 OUT_OF_RANGE, NOT_UNDER_SETTINGS = -7, -9
 _KINDS = {"i": int, "x": int, "n": int, "q": int, "u": int, "d": float, "s": str}
 

@@ -78,6 +78,7 @@ class EmulatedShelly:
         self.delay = 0.0
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.call_times: list[float] = []  # time.perf_counter() of each call, for benchmarks
+        self.requests = 0  # every request, answered or refused
         self.in_flight = 0
         self.max_in_flight = 0
         self._nonce = 0
@@ -147,6 +148,7 @@ class EmulatedShelly:
         params: dict[str, Any],
         envelope: dict[str, Any] | None,
     ) -> web.StreamResponse:
+        self.requests += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -88,6 +88,7 @@ class _Compiler:
             loop_interval=self.duration(located, ("site", "loop_interval"), raw["loop_interval"]),
             continuous_inverter_power=raw["continuous_inverter_power"],
             dc_efficiency=raw["dc_efficiency"],
+            settle=self.duration(located, ("site", "settle"), raw["settle"]),
             mqtt=MqttBroker(
                 host=mqtt["host"],
                 port=mqtt["port"],
@@ -280,7 +281,6 @@ def compile_documents(docs: list[YamlDocument], problems: list[Problem] | None =
         site=site,
         consumers=tuple(consumers),
         variables=MappingProxyType(variables),
-        files=tuple(doc.file for doc in docs),
     )
 
 

@@ -11,6 +11,15 @@ from hems_rules.expressions import Expression
 
 Phase = Literal["L1", "L2", "L3"]
 PHASES: tuple[Phase, ...] = ("L1", "L2", "L3")
+ConsumerPhase = Literal["L1", "L2", "L3", "3P"]
+
+
+def shares(phase: ConsumerPhase, watts: float) -> tuple[tuple[Phase, float], ...]:
+    """How `watts` of a load on `phase` splits over the phases (3P: evenly)."""
+    if phase == "3P":
+        third = watts / 3
+        return (("L1", third), ("L2", third), ("L3", third))
+    return ((phase, watts),)
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,7 @@ class Consumer:
     name: str
     shelly: ShellyEndpoint
     power: float
-    phase: Literal["L1", "L2", "L3", "3P"] = "L1"
+    phase: ConsumerPhase = "L1"
     priority: int = 50
     primary: bool = False
     min_on: float = 0.0
@@ -60,9 +69,7 @@ class Consumer:
 
     def shares(self, watts: float) -> tuple[tuple[Phase, float], ...]:
         """How `watts` of this consumer's draw splits over the phases."""
-        if self.phase == "3P":
-            return tuple((p, watts / 3) for p in PHASES)
-        return ((self.phase, watts),)
+        return shares(self.phase, watts)
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,7 @@ class Site:
     continuous_inverter_power: float | None = None
     dc_efficiency: float = 0.925
     mqtt: MqttBroker | None = None
+    settle: float = 5.0  # longest wait for the meters to show a switch (DESIGN §5.10)
     web: PageConfig | None = PageConfig()  # None: no page
     history: HistoryConfig | None = HistoryConfig()  # None: nothing recorded
 
@@ -167,7 +175,6 @@ class RuleSet:
     site: Site
     consumers: tuple[Consumer, ...] = ()
     variables: Mapping[str, Variable] = field(default_factory=lambda: MappingProxyType({}))
-    files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.consumers]

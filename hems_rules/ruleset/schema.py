@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from hems_rules.errors import Problem
+from hems_rules.ruleset.durations import format_duration, parse_duration
 from hems_rules.ruleset.yamldoc import YamlDocument
 
 
@@ -26,20 +28,42 @@ def _inline(node: Any) -> Any:
     """The schema with every local $ref replaced by its definition.
 
     Same meaning, but jsonschema no longer resolves references per instance, which made
-    up most of the compile time (the schema has no recursive definitions).
+    up most of the compile time (the schema has no recursive definitions). Keywords
+    beside a $ref narrow what it refers to (a use's x-seconds replaces the duration's).
     """
     if isinstance(node, dict):
         if "$ref" in node:
-            return _inline({**_resolve(node), **{k: v for k, v in node.items() if k != "$ref"}})
+            target = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+            return {**_inline(target), **_inline({k: v for k, v in node.items() if k != "$ref"})}
         return {k: _inline(v) for k, v in node.items() if k != "$defs"}
     if isinstance(node, list):
         return [_inline(v) for v in node]
     return node
 
 
+def _seconds(
+    validator: Any, bounds: dict[str, float], instance: Any, spec: dict[str, Any]
+) -> Iterator[ValidationError]:
+    """x-seconds: a duration's range in seconds, whichever way it is written."""
+    try:
+        seconds = parse_duration(instance)
+    except ValueError:
+        return  # not a duration at all: the anyOf beside this says so
+    low, high = bounds.get("minimum", 0.0), bounds.get("maximum")
+    if seconds < low:
+        yield ValidationError(f"{_show(instance)} is shorter than {format_duration(low)}")
+    elif high is not None and seconds > high:
+        yield ValidationError(f"{_show(instance)} is longer than {format_duration(high)}")
+
+
+_Validator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"x-seconds": _seconds}
+)
+
+
 @cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(_inline(schema()))
+def _validator() -> Any:
+    return _Validator(_inline(schema()))
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +114,7 @@ def _problems(doc: YamlDocument, err: ValidationError) -> list[Problem]:
             suffix = f", did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(known)})"
             problems.append(doc.problem((*path, key), f"unknown key {key!r}{suffix}", key=True))
         return problems
-    if "x-error" in spec:
+    if "x-error" in spec and err.validator != "x-seconds":
         return [doc.problem(path, f"{_show(err.instance)} {spec['x-error']}")]
     if err.validator == "enum":
         choices = ", ".join(_show(c) for c in spec.get("enum", []) if c is not False)

@@ -19,7 +19,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from hems_rules.errors import RulesError
-from hems_rules.ruleset.changes import RulesChange, compare
+from hems_rules.ruleset.changes import compare
 from hems_rules.ruleset.compiler import RULE_SUFFIXES, load_rules
 from hems_rules.ruleset.rules import RuleSet
 
@@ -51,7 +51,7 @@ class _Bridge(FileSystemEventHandler):
 class RulesWatcher:
     """The rules in force, kept current from the directory (an async context manager).
 
-    `on_swap(rules, change)` is called on the event loop after each good reload, and
+    `on_swap(rules)` is called on the event loop after each good reload, and
     `on_error(error)` after each reload that failed (with None once the rules load again).
     """
 
@@ -59,7 +59,7 @@ class RulesWatcher:
         self,
         directory: Path,
         rules: RuleSet,
-        on_swap: Callable[[RuleSet, RulesChange], None],
+        on_swap: Callable[[RuleSet], None],
         debounce: float = DEBOUNCE,
         on_error: Callable[[RulesError | None], None] | None = None,
     ) -> None:
@@ -132,5 +132,5 @@ class RulesWatcher:
         self.rules = rules
         self.reloads += 1
         log.info("rules reloaded%s: %s", " (errors fixed)" if recovered else "", change)
-        self._on_swap(rules, change)
+        self._on_swap(rules)
         return True

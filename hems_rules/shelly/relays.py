@@ -2,9 +2,10 @@
 
 One worker per consumer polls its switch channel, sends commands with a read-back,
 keeps an optional `toggle_after` dead-man alive, and reports a DeviceFact after every
-exchange. A device that stops answering is reported unavailable (logged once) and
-rejoins when it answers (logged once). Workers are independent tasks, so one slow or
-dead Shelly never delays another or the loop.
+exchange. A device that fails is reported unavailable with the cause (a wrong password
+is a configuration fault, shown on /Hems/ConfigError) and rejoins when it answers;
+each is logged once (health.py). Workers are independent tasks, so one slow or dead
+Shelly never delays another or the loop.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from collections.abc import Callable, Iterable
 
 import aiohttp
 
-from hems_rules.core.model import UNAVAILABLE, DeviceFact
+from hems_rules.core.model import DeviceFact
+from hems_rules.health import Faults, Health, reason
 from hems_rules.ruleset.rules import Consumer, ShellyEndpoint
-from hems_rules.shelly.rpc import ShellyError, ShellyRpc
+from hems_rules.shelly.rpc import ShellyRpc
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +38,20 @@ class ShellyRelay:
     """One consumer's switch channel."""
 
     def __init__(
-        self, consumer: Consumer, rpc: ShellyRpc, report: Report, poll_interval: float
+        self,
+        consumer: Consumer,
+        rpc: ShellyRpc,
+        report: Report,
+        poll_interval: float,
+        faults: Faults | None = None,
     ) -> None:
         self.consumer = consumer
-        self._rpc = rpc
+        self.rpc = rpc
         self._report = report
         self._interval = poll_interval
         self._wanted: bool | None = None
         self._wake = asyncio.Event()
-        self._available: bool | None = None
+        self.health = Health(f"{consumer.id} (Shelly {rpc.address})", log, faults)
         self._measured = False  # has a power reading arrived since the last switch?
         self._asserted_at = 0.0
 
@@ -57,25 +65,27 @@ class ShellyRelay:
 
     async def finish(self) -> None:
         """One last exchange: deliver a pending command (a release) and stop."""
-        await self._exchange()
+        try:
+            await self._exchange()
+        finally:
+            self.health.close()
 
     async def switch_off_now(self) -> None:
         """Switch off at once, outside the polling rhythm (for shutdown releases)."""
-        await self._rpc.call("Switch.Set", {"id": self.consumer.shelly.switch, "on": False})
+        await self.rpc.call("Switch.Set", {"id": self.consumer.shelly.switch, "on": False})
         log.info("%s switched off on shutdown", self.consumer.id)
 
     async def run(self) -> None:
-        while True:
-            try:
+        try:
+            while True:
                 await self._exchange()
-            except Exception:
-                # A bug with one device must not end its polling, nor anyone else's.
-                log.exception("%s: unexpected failure, retrying", self.consumer.id)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._next_wait()):
-                    await self._wake.wait()
-            self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._next_wait()):
+                        await self._wake.wait()
+                self._wake.clear()
+        finally:
+            self.health.close()
 
     def _next_wait(self) -> float:
         toggle_after = self.consumer.shelly.toggle_after
@@ -88,18 +98,16 @@ class ShellyRelay:
         channel = self.consumer.shelly.switch
         try:
             await self._send(channel)
-            status = await self._rpc.call("Switch.GetStatus", {"id": channel})
-        except ShellyError as err:
+            status = await self.rpc.call("Switch.GetStatus", {"id": channel})
+        except Exception as err:
+            # Whatever it is (a bug included), this device is unavailable for now; its
+            # polling goes on, and so does everyone else's.
             self._wanted = None
             self._asserted_at = 0.0
-            if self._available is not False:
-                log.warning("%s unavailable: %s", self.consumer.id, err)
-            self._available = False
-            self._report(self.consumer.id, UNAVAILABLE)
+            self.health.failed(err)
+            self._report(self.consumer.id, DeviceFact(available=False, cause=reason(err)))
             return
-        if self._available is False:
-            log.info("%s answers again (%s)", self.consumer.id, self._rpc.address)
-        self._available = True
+        self.health.ok()
         on = bool(status.get("output"))
         apower = status.get("apower")
         power = None
@@ -124,7 +132,7 @@ class ShellyRelay:
         params: dict[str, object] = {"id": channel, "on": on}
         if on and toggle_after is not None:
             params["toggle_after"] = toggle_after
-        await self._rpc.call("Switch.Set", params)
+        await self.rpc.call("Switch.Set", params)
         self._asserted_at = time.monotonic() if on and toggle_after is not None else 0.0
         if wanted is not None:
             log.info("%s switched %s", self.consumer.id, "on" if on else "off")
@@ -141,12 +149,15 @@ class ShellyRelays:
         poll_interval: float = 5.0,
         timeout: float = 4.0,
         address: Address = direct,
+        faults: Faults | None = None,
     ) -> None:
         self._report = report
         self._interval = poll_interval
         self._timeout = timeout
         self._address = address
+        self._faults = faults
         self._session: aiohttp.ClientSession | None = None
+        self._tasks = Tasks("Shelly relays")
         self._workers: dict[str, tuple[ShellyRelay, asyncio.Task[None]]] = {}
         self._finishing: set[asyncio.Task[None]] = set()
         self._clients: dict[tuple[str, int, str, str | None], ShellyRpc] = {}
@@ -157,7 +168,7 @@ class ShellyRelays:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stop(list(self._workers))
-        await asyncio.gather(*self._finishing, return_exceptions=True)
+        await self._tasks.aclose()
         if self._session is not None:
             await self._session.close()
 
@@ -170,15 +181,25 @@ class ShellyRelays:
             worker, task = self._workers.pop(consumer_id)
             task.cancel()
             if worker.pending:
-                finishing = asyncio.create_task(worker.finish(), name=f"shelly-{consumer_id}-last")
+                finishing = self._tasks.spawn(worker.finish(), name=f"shelly-{consumer_id}-last")
                 self._finishing.add(finishing)
                 finishing.add_done_callback(self._finishing.discard)
         for consumer_id, consumer in wanted.items():
             if consumer_id in self._workers:
                 continue
-            worker = ShellyRelay(consumer, self._rpc(consumer), self._report, self._interval)
-            task = asyncio.create_task(worker.run(), name=f"shelly-{consumer_id}")
+            worker = ShellyRelay(
+                consumer, self._rpc(consumer), self._report, self._interval, self._faults
+            )
+            task = self._tasks.keep_running(f"shelly-{consumer_id}", worker.run)
             self._workers[consumer_id] = (worker, task)
+        # Clients of devices no longer in the rules go (a finishing worker keeps its own).
+        in_use = {worker.rpc for worker, _ in self._workers.values()}
+        self._clients = {key: rpc for key, rpc in self._clients.items() if rpc in in_use}
+
+    @property
+    def clients(self) -> int:
+        """How many device clients are kept (one per device in the rules)."""
+        return len(self._clients)
 
     def _rpc(self, consumer: Consumer) -> ShellyRpc:
         """One client per device: channels of a Pro4PM share it, and so its one-at-a-time lock."""

@@ -155,6 +155,6 @@ def cycles(
         plan, changed = controller.cycle(snapshot, at)
         for decision in changed:
             if decision.command is not None:
-                plant.switch(decision.consumer, decision.command)
+                plant.switch(decision.consumer, decision.command, t)
         yield CycleResult(plan, tuple(changed), snapshot, at, 0.0)
         t += every

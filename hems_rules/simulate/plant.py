@@ -1,20 +1,23 @@
 """The simulated world of a scenario: the GX's measurements and the emulated relays.
 
 A timeline gives consumption without the managed loads; the plant adds what each
-emulated relay draws, as a real meter would. Emulated relays switch at once, report
-their draw while on, and lose their output when they go offline (power cut). Everything
-else lands in the same Inputs store the live loop uses.
+emulated relay draws, as a real meter would: at once, or `meter_lag` seconds later, as
+on a GX. Emulated relays switch at once, report their draw while on, and lose their
+output when they go offline (power cut). Everything else lands in the same Inputs store
+the live loop uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from hems_rules.core.inputs import Inputs, SystemValue
 from hems_rules.core.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import DbusSource, RuleSet
+from hems_rules.simulate.meter import LaggingMeter
 
 SETTINGS = "com.victronenergy.settings"
 HUB4_MODE = "/Settings/CGwacs/Hub4Mode"
@@ -42,13 +45,16 @@ class EmulatedRelay:
 class Plant:
     rules: RuleSet
     settings: Settings = field(default_factory=lambda: Settings(mode=1))
+    meter_lag: float = 0.0
     relays: dict[str, EmulatedRelay] = field(default_factory=dict)
     dbus: dict[str, dict[str, SystemValue]] = field(default_factory=dict)
     inputs: Inputs = field(init=False)
+    meter: LaggingMeter = field(init=False)
 
     def __post_init__(self) -> None:
         self.inputs = Inputs(self.rules, self.settings)
         self.inputs.system_present = True
+        self.meter = LaggingMeter(self.meter_lag)
 
     def use_rules(self, rules: RuleSet) -> None:
         self.rules = rules
@@ -60,10 +66,30 @@ class Plant:
     def drawn(self, consumer_id: str) -> float:
         return self.relay(consumer_id).draw(self.rules.consumer(consumer_id).power)
 
-    def switch(self, consumer_id: str, on: bool) -> None:
+    def switch(self, consumer_id: str, on: bool, t: float) -> None:
         relay = self.relay(consumer_id)
         if relay.online and not relay.stuck:
             relay.on = on
+        self._meter(consumer_id, t)
+
+    def set_device(self, consumer_id: str, spec: Mapping[str, Any], t: float) -> None:
+        """A scenario's `devices:` entry: offline, power (W while on), stuck."""
+        relay = self.relay(consumer_id)
+        if "offline" in spec:
+            relay.online = not spec["offline"]
+            if not relay.online:
+                relay.on = False
+        if "power" in spec:
+            relay.power = None if spec["power"] is None else float(spec["power"])
+        if "stuck" in spec:
+            relay.stuck = bool(spec["stuck"])
+        self._meter(consumer_id, t)
+
+    def _meter(self, consumer_id: str, t: float) -> None:
+        """The meter learns a relay's new draw when it changes (removed consumers: never)."""
+        for consumer in self.rules.consumers:
+            if consumer.id == consumer_id:
+                self.meter.record(consumer_id, self.relay(consumer_id).draw(consumer.power), t)
 
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.inputs.update_system(values)
@@ -98,12 +124,13 @@ class Plant:
         return self.dbus[batteries[0]] if len(batteries) == 1 else {}
 
     def snapshot(self, t: float) -> Snapshot:
-        """What the GX shows at `t`: the meters include what the relays draw."""
+        """What the GX shows at `t`: the meters include what the relays draw, `meter_lag` late."""
         metered: dict[str, float] = {}
         for consumer in self.rules.consumers:
             relay = self.relay(consumer.id)
             self.inputs.set_device(consumer.id, relay.fact(consumer.power))
-            draw = relay.draw(consumer.power)
+            self.meter.record(consumer.id, relay.draw(consumer.power), t)
+            draw = self.meter.shown(consumer.id, t)
             for phase, watts in consumer.shares(draw):
                 key = f"/Ac/Consumption/{phase}/Power"
                 base = number(self.inputs.system.get(key))

@@ -28,9 +28,10 @@ from hems_rules.simulate.plant import Plant
 DEBOUNCE = 0.1
 DEFAULT_START = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
 
-_TOP_KEYS = {"rules", "settings", "timeline", "expect", "start", "description"}
+_TOP_KEYS = {"rules", "settings", "timeline", "expect", "start", "description", "plant"}
+_PLANT_KEYS = {"meter_lag"}
 _STEP_KEYS = {"at", "system", "variables", "settings", "auto", "devices", "dbus", "rules"}
-_EXPECT_KEYS = {"at", "state", "reservation", "reason", "relays"}
+_EXPECT_KEYS = {"at", "state", "reservation", "reason", "relays", "switches"}
 _SETTING_NAMES = {
     "Mode": "mode",
     "BatteryReservationEquation": "battery_reservation_equation",
@@ -57,6 +58,7 @@ class Expectation:
     reservation: float | None = None
     reason: Mapping[str, str] = field(default_factory=dict)
     relays: Mapping[str, str] = field(default_factory=dict)
+    switches: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Scenario:
     steps: tuple[Step, ...]
     expectations: tuple[Expectation, ...]
     start: datetime = DEFAULT_START
+    meter_lag: float = 0.0  # the meters show a relay's draw this long after it switched
 
 
 def _on_off(value: Any) -> str:
@@ -144,7 +147,9 @@ def load_scenario(path: Path | str, rules_dir: Path | str | None = None) -> Scen
         known = {c.id for c in rules.consumers} | {
             c.id for s in steps if s.rules for c in s.rules.consumers
         }
-        for consumer_id in (raw.get("state") or {}) | (raw.get("reason") or {}):
+        named = {**(raw.get("state") or {}), **(raw.get("reason") or {})}
+        named |= raw.get("switches") or {}
+        for consumer_id in named:
             if consumer_id not in known:
                 raise ScenarioError(
                     str(doc.problem(("expect", index), f"unknown consumer {consumer_id!r}"))
@@ -157,6 +162,7 @@ def load_scenario(path: Path | str, rules_dir: Path | str | None = None) -> Scen
                 reservation=raw.get("reservation"),
                 reason=dict(raw.get("reason") or {}),
                 relays={k: _on_off(v) for k, v in (raw.get("relays") or {}).items()},
+                switches={k: int(v) for k, v in (raw.get("switches") or {}).items()},
             )
         )
     start = DEFAULT_START
@@ -164,9 +170,13 @@ def load_scenario(path: Path | str, rules_dir: Path | str | None = None) -> Scen
         start = datetime.fromisoformat(str(data["start"]))
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
+    meter_lag = 0.0
+    if "plant" in data:
+        _keys(doc, ("plant",), data["plant"], _PLANT_KEYS)
+        meter_lag = _time(doc, ("plant", "meter_lag"), data["plant"].get("meter_lag", 0))
     steps.sort(key=lambda s: s.at)
     expectations.sort(key=lambda e: (e.at, e.index))
-    return Scenario(file, rules, settings, tuple(steps), tuple(expectations), start)
+    return Scenario(file, rules, settings, tuple(steps), tuple(expectations), start, meter_lag)
 
 
 @dataclass(frozen=True)
@@ -184,14 +194,22 @@ class Outcome:
     cycles: int = 0
     switchings: int = 0
     changes: int = 0
+    commands: dict[str, int] = field(default_factory=dict)  # per consumer, on and off
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
 
-def _check(expectation: Expectation, plan: Plan | None, plant: Plant) -> list[Failure]:
+def _check(
+    expectation: Expectation, plan: Plan | None, plant: Plant, commands: Mapping[str, int]
+) -> list[Failure]:
     failures = []
+    for consumer_id, count in expectation.switches.items():
+        sent = commands.get(consumer_id, 0)
+        if sent != count:
+            message = f"{consumer_id} was switched {sent} times, expected {count}"
+            failures.append(Failure(expectation, message))
     for consumer_id, wanted in expectation.relays.items():
         relay = plant.relay(consumer_id)
         actual = "unavailable" if not relay.online else ("on" if relay.on else "off")
@@ -242,15 +260,7 @@ def _apply(plant: Plant, controller: Controller, step: Step) -> None:
     for consumer_id, value in (body.get("auto") or {}).items():
         inputs.set_auto(consumer_id, int(value))
     for consumer_id, spec in (body.get("devices") or {}).items():
-        relay = plant.relay(consumer_id)
-        if "offline" in spec:
-            relay.online = not spec["offline"]
-            if not relay.online:
-                relay.on = False
-        if "power" in spec:
-            relay.power = spec["power"]
-        if "stuck" in spec:
-            relay.stuck = bool(spec["stuck"])
+        plant.set_device(consumer_id, spec, step.at)
 
 
 Driver = Callable[[float, Plant], None]
@@ -269,7 +279,7 @@ def run_scenario(
     `on_cycle` sees every cycle's plan and the plant after its commands (replay's meter).
     The outcome lists the expectations that failed.
     """
-    plant = Plant(rules=scenario.rules, settings=scenario.settings)
+    plant = Plant(rules=scenario.rules, settings=scenario.settings, meter_lag=scenario.meter_lag)
     controller = Controller(scenario.rules)
     outcome = Outcome()
     end = max([s.at for s in scenario.steps] + [e.at for e in scenario.expectations] + [0.0])
@@ -300,8 +310,10 @@ def run_scenario(
             if kind < 0 and driver is not None:
                 driver(at, plant)
                 push(at + 1.0, -1)
-            else:
+            elif payload is not None:
                 _apply(plant, controller, payload)
+                if plant.meter_lag and "devices" in payload.body:
+                    push(at + plant.meter_lag, 0)
             if round(at + DEBOUNCE, 6) not in cycle_due:
                 cycle_due.add(round(at + DEBOUNCE, 6))
                 push(at + DEBOUNCE, 1, "change")
@@ -314,19 +326,23 @@ def run_scenario(
             for decision in changed:
                 outcome.changes += 1
                 if decision.command is not None:
-                    plant.switch(decision.consumer, decision.command)
+                    plant.switch(decision.consumer, decision.command, at)
                     outcome.switchings += int(decision.command)
+                    commands = outcome.commands
+                    commands[decision.consumer] = commands.get(decision.consumer, 0) + 1
                 if on_change is not None:
                     on_change(at, decision)
             if on_cycle is not None:
                 on_cycle(at, plan, plant)
             if any(d.command is not None for d in changed):
                 push(at + DEBOUNCE, 1, "read-back")
+                if plant.meter_lag:
+                    push(at + plant.meter_lag, 0)  # the meter shows the switch: a change
             if payload == "tick":
                 interval = controller.rules.site.loop_interval or 1.0
                 push(at + interval, 1, "tick")
         else:
-            outcome.failures.extend(_check(payload, controller.plan, plant))
+            outcome.failures.extend(_check(payload, controller.plan, plant, outcome.commands))
     return outcome
 
 

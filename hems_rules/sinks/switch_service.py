@@ -80,6 +80,7 @@ class SwitchService:
         service.add("/Hems/Surplus/Dc", None, kind=float, unit="W")
         service.add("/Hems/LoopTime", 0.0, unit="ms")
         service.add("/Hems/RulesError", "", kind=str)
+        service.add("/Hems/ConfigError", "", kind=str)
         await self._add_devices(rules)
         await service.register()
         await follow_instance(self.settings, INSTANCE_SETTING, service, self._tasks)
@@ -145,6 +146,10 @@ class SwitchService:
     def show_rules_error(self, error: str) -> None:
         """The hot reload's complaint, or "" once the rules load again."""
         self.service.set("/Hems/RulesError", error)
+
+    def show_config_error(self, text: str) -> None:
+        """The configuration faults devices report (a wrong password...), or "" (health.py)."""
+        self.service.set("/Hems/ConfigError", text)
 
     def publish(self, result: CycleResult) -> None:
         plan = result.plan

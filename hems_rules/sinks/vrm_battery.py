@@ -3,12 +3,16 @@
 VRM and the GX lists show battery services; these are display-only (never a DVCC
 charge-control path such as /Info/MaxChargeVoltage, so they can never steer chargers).
 
-- `com.victronenergy.battery.hems_reservation`: CustomName "HEMS reservation 1500 W (OK)";
-  /Dc/0/Power is what the real battery is charging with; /Soc is the share of the
-  reservation the battery actually gets (100 % when the reservation is met or zero).
+- `com.victronenergy.battery.hems_reservation`: CustomName "HEMS reservation 1500 W (OK)"
+  ("HEMS reservation unknown (ERROR)" when it cannot be computed); /Dc/0/Power is what
+  the real battery is charging with; /Soc is the share of the reservation the battery
+  actually gets (100 % when the reservation is met or zero, invalid while the
+  reservation or the battery's power is unknown: never "met" without knowing).
 - `com.victronenergy.battery.hems_<id>` for each consumer with `vrm: true`:
-  CustomName "<priority> <name>: on|off|unavailable"; /Dc/0/Power is the power it draws
+  CustomName "<name>: on|off|unavailable"; /Dc/0/Power is the power it draws
   (measured when the relay reports it); /Soc is 100 while on, 0 while off.
+
+Unknown readings are published as invalid, never as 0.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class VrmBatteries:
         self.address = address
         self.reservation: BusService | None = None
         self.consumers: dict[str, BusService] = {}
+        self._names: dict[str, str] = {}
         self._rules = rules
         self._tasks = Tasks("VRM battery view")
 
@@ -78,6 +83,7 @@ class VrmBatteries:
 
     async def sync(self, rules: RuleSet) -> None:
         wanted = {c.id: c for c in rules.consumers if c.vrm}
+        self._names = {i: c.name for i, c in wanted.items()}
         for consumer_id in [i for i in self.consumers if i not in wanted]:
             await self.consumers.pop(consumer_id).close()
         for offset, consumer in enumerate(wanted.values(), start=1):
@@ -94,24 +100,25 @@ class VrmBatteries:
     def publish(self, result: CycleResult) -> None:
         plan = result.plan
         system = result.snapshot.system
-        voltage = system.get("/Dc/Battery/Voltage")
-        charging = system.get("/Dc/Battery/Power")
-        volts = number(voltage) or 0.0
+        volts = number(system.get("/Dc/Battery/Voltage"))
+        charging = number(system.get("/Dc/Battery/Power"))
         if self.reservation is not None:
             r = self.reservation
-            state = plan.reservation_state
-            watts = "unknown" if plan.reservation is None else f"{plan.reservation:.0f} W"
-            r.set("/CustomName", f"HEMS reservation {watts} ({state})")
-            power = number(charging) or 0.0
-            r.set("/Dc/0/Power", power)
+            reserved = plan.reservation
+            watts = "unknown" if reserved is None else f"{reserved:.0f} W"
+            r.set("/CustomName", f"HEMS reservation {watts} ({plan.reservation_state})")
+            r.set("/Dc/0/Power", charging)
             r.set("/Dc/0/Voltage", volts)
-            r.set("/Dc/0/Current", round(power / volts, 2) if volts else 0.0)
-            share = (
-                100.0
-                if not plan.reservation
-                else min(100.0, max(0.0, power / plan.reservation * 100))
+            r.set(
+                "/Dc/0/Current",
+                round(charging / volts, 2) if charging is not None and volts else None,
             )
-            r.set("/Soc", round(share, 1))
+            share: float | None = None
+            if reserved is not None and reserved <= 0:
+                share = 100.0  # nothing to reserve: met whatever the battery does
+            elif reserved is not None and charging is not None:
+                share = round(min(100.0, max(0.0, charging / reserved * 100)), 1)
+            r.set("/Soc", share)
         for decision in plan.decisions:
             service = self.consumers.get(decision.consumer)
             if service is None:
@@ -122,7 +129,8 @@ class VrmBatteries:
                 if fact is not None and fact.on and fact.power is not None
                 else decision.power
             )
-            service.set("/CustomName", f"{service['/ProductName']}: {decision.state}")
+            name = self._names.get(decision.consumer, decision.consumer)
+            service.set("/CustomName", f"{name}: {decision.state}")
             service.set("/Dc/0/Power", float(drawn))
             service.set("/Dc/0/Voltage", volts)
             service.set("/Soc", 100.0 if decision.state == "on" else 0.0)

@@ -34,11 +34,7 @@ INVERTER_POWER = "/Settings/HEMS/ContinuousInverterPower"
 ACTIVE_BMS = "/ActiveBmsService"
 
 SYSTEM_PATHS = frozenset(
-    [
-        f"/Ac/{kind}/{p}/Power"
-        for kind in ("PvOnGrid", "PvOnOutput", "Consumption", "Grid")
-        for p in PHASES
-    ]
+    [f"/Ac/{kind}/{p}/Power" for kind in ("PvOnGrid", "PvOnOutput", "Consumption") for p in PHASES]
     + ["/Dc/Pv/Power", "/Dc/Battery/Power", "/Dc/Battery/Soc", "/Dc/Battery/Voltage", ACTIVE_BMS]
 )
 

@@ -1,7 +1,8 @@
 """HTTP polls: a URL every N seconds, a number out of its JSON.
 
 A value that cannot be fetched is not passed off as fresh: after a few failures in a row
-the variable becomes unknown. Failures and recoveries are logged once each.
+the variable becomes unknown. Failures and recoveries are logged once each (health.py);
+a refused password or a URL the server does not have is a configuration fault.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from hems_rules.errors import ConfigurationError, TransientError
+from hems_rules.health import Faults, Health
 from hems_rules.ruleset.rules import HttpSource
 from hems_rules.shelly.digest import DigestAuth
 from hems_rules.sources.payloads import extract
@@ -21,6 +24,30 @@ log = logging.getLogger(__name__)
 
 Report = Callable[[str, float | None], None]
 FAILURES_BEFORE_UNKNOWN = 3
+# Answers that retrying cannot fix: the rules or the device must change.
+_REFUSED = {
+    401: "the server refused the password",
+    403: "the server refused access",
+    404: "the server has no such URL",
+}
+
+
+class HttpUnreachableError(TransientError):
+    """No answer, or an answer without a usable value: retried."""
+
+    reason = "the server does not answer"
+
+
+class HttpRefusedError(ConfigurationError):
+    """A refused password, or a URL the server does not have."""
+
+
+def _mapped(err: Exception) -> Exception:
+    if isinstance(err, (aiohttp.ClientError, TimeoutError)):
+        return HttpUnreachableError(str(err) or type(err).__name__)
+    if isinstance(err, ValueError):
+        return HttpUnreachableError(f"no value in the answer: {err}")
+    return err  # a bug: health.py logs its traceback
 
 
 class HttpPoller:
@@ -33,6 +60,7 @@ class HttpPoller:
         *,
         timeout: float = 4.0,
         url: str | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -41,30 +69,31 @@ class HttpPoller:
         self._report = report
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._auth = DigestAuth(source.user, source.password) if source.password else None
-        self.failures = 0
+        self.health = Health(f"{name} (HTTP {urlsplit(self.url).netloc})", log, faults)
+
+    @property
+    def failures(self) -> int:
+        """Failed polls in a row."""
+        return self.health.failures
 
     async def run(self) -> None:
-        while True:
-            try:
+        try:
+            while True:
                 await self.poll()
-            except Exception:
-                log.exception("%s: unexpected failure, retrying", self.name)
-            await asyncio.sleep(self.source.every)
+                await asyncio.sleep(self.source.every)
+        finally:
+            self.health.close()
 
     async def poll(self) -> None:
         try:
             value = extract(await self._get(), self.source.json)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-            self.failures += 1
-            if self.failures == 1:
-                log.warning("%s: %s failed: %s", self.name, self.url, err or type(err).__name__)
-            if self.failures == FAILURES_BEFORE_UNKNOWN:
+        except Exception as err:
+            self.health.failed(_mapped(err))
+            if self.health.failures == FAILURES_BEFORE_UNKNOWN:
                 log.warning("%s is unknown after %d failed polls", self.name, self.failures)
                 self._report(self.name, None)
             return
-        if self.failures:
-            log.info("%s: %s answers again", self.name, self.url)
-        self.failures = 0
+        self.health.ok()
         self._report(self.name, value)
 
     async def _get(self) -> bytes:
@@ -84,7 +113,9 @@ class HttpPoller:
                     and self._auth.challenge(challenge)
                 ):
                     continue
+                if reply.status in _REFUSED:
+                    raise HttpRefusedError(f"{self.url}: {_REFUSED[reply.status]}")
                 if reply.status != 200:
-                    raise ValueError(f"HTTP {reply.status}")
+                    raise HttpUnreachableError(f"HTTP {reply.status}")
                 return body
-        raise ValueError("authentication refused")
+        raise AssertionError("unreachable")

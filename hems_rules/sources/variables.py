@@ -15,6 +15,7 @@ from typing import Self
 import aiohttp
 
 from hems_rules.core.inputs import Inputs
+from hems_rules.health import Faults
 from hems_rules.ruleset.rules import HttpSource, MqttSource, RuleSet
 from hems_rules.sources.http import HttpPoller
 from hems_rules.sources.mqtt import AutoReport, MqttVariables
@@ -32,11 +33,13 @@ class VariableSources:
         rules: RuleSet,
         on_auto: AutoReport,
         clock: Callable[[], float] = time.monotonic,
+        faults: Faults | None = None,
     ) -> None:
         self.inputs = inputs
         self._rules = rules
         self._on_auto = on_auto
         self._clock = clock
+        self._faults = faults
         self._session: aiohttp.ClientSession | None = None
         self._tasks = Tasks("variable sources")
         self._key: object = None
@@ -69,11 +72,13 @@ class VariableSources:
         mqtt = {n: v.source for n, v in rules.variables.items() if isinstance(v.source, MqttSource)}
         broker = rules.site.mqtt
         if broker is not None and (mqtt or broker.auto_writes):
-            source = MqttVariables(broker, mqtt, self.report, self._on_auto)
+            source = MqttVariables(broker, mqtt, self.report, self._on_auto, faults=self._faults)
             self._tasks.keep_running("mqtt", source.run)
         elif mqtt:
             log.warning("MQTT variables %s need site.mqtt", ", ".join(mqtt))
         for name, variable in rules.variables.items():
             if isinstance(variable.source, HttpSource):
-                poller = HttpPoller(name, variable.source, self._session, self.report)
+                poller = HttpPoller(
+                    name, variable.source, self._session, self.report, faults=self._faults
+                )
                 self._tasks.keep_running(f"http-{name}", poller.run)
