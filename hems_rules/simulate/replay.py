@@ -231,10 +231,12 @@ def _meter(recording: Recording, members: Sequence[Member], dc_efficiency: float
             pv[p][k] = (grid[k] or 0.0) + (output[k] or 0.0)
     for member in members:
         drawn = recording.column(f"draw:{member.id}")
-        for k in range(n):
-            for phase, watts in member.shares(drawn[k] or 0.0):
-                if phase in base:
-                    base[phase][k] = max(0.0, base[phase][k] - watts)
+        for phase, share in member.shares(1.0):
+            if phase in base:
+                house = base[phase]
+                for k, watts in enumerate(drawn):
+                    if watts:
+                        house[k] = max(0.0, house[k] - watts * share)
     dc = recording.column("sys:/Dc/Pv/Power")
     available = [
         max(0.0, sum(pv[p][k] - base[p][k] for p in phases) + (dc[k] or 0.0) * dc_efficiency)
@@ -290,18 +292,23 @@ def _steps(
     }
     steps: list[Step] = []
     last_devices: dict[str, dict[str, Any]] = {}
+    last_limits: tuple[Value, Value, Value] | None = None
     for k in range(first, last):
         system: dict[str, Value] = {n[4:]: recording.series[n][k] for n in system_names}
         for p in meter.phases:
             system[f"/Ac/Consumption/{p}/Power"] = meter.base[p][k] if meter.known[k] else None
+        # Variables every bucket: a recorded value was fresh, so it must not go stale.
         body: dict[str, Any] = {
             "system": system,
             "variables": {n[4:]: recording.series[n][k] for n in variables},
-            "dbus": {
-                BMS: {"/Info/MaxChargeCurrent": bms[0][k], "/Info/MaxChargeVoltage": bms[1][k]},
-                SETTINGS: {HUB4_MODE: hub4[k]},
-            },
         }
+        limits = (bms[0][k], bms[1][k], hub4[k])
+        if limits != last_limits:
+            last_limits = limits
+            body["dbus"] = {
+                BMS: {"/Info/MaxChargeCurrent": limits[0], "/Info/MaxChargeVoltage": limits[1]},
+                SETTINGS: {HUB4_MODE: limits[2]},
+            }
         devices: dict[str, dict[str, Any]] = {}
         for consumer_id, (on, drawn) in relays.items():
             spec = last_devices.get(consumer_id, {"offline": False, "power": None})
@@ -343,7 +350,7 @@ def _what_if_run(recording: Recording, meter: _Meter, rules: RuleSet) -> _Run:
     )
     sampler = Sampler(recording.step)
     starts = dict.fromkeys((c.id for c in rules.consumers), 0)
-    previous: dict[str, Value] = {}
+    previous: tuple[Any, ...] = ()
     sampled_at = -REFRESH
 
     def on_change(at: float, decision: Decision) -> None:
@@ -351,15 +358,18 @@ def _what_if_run(recording: Recording, meter: _Meter, rules: RuleSet) -> _Run:
             starts[decision.consumer] = starts.get(decision.consumer, 0) + 1
 
     def on_cycle(at: float, plan: Plan, plant: Plant) -> None:
+        """The relays and the reservation as they are from this cycle to the next."""
         nonlocal previous, sampled_at
+        relays = [plant.relay(c.id) for c in rules.consumers]
+        now = (plan.reservation, *((r.on, r.online, r.power) for r in relays))
+        if now == previous and at - sampled_at < REFRESH:
+            return
+        previous, sampled_at = now, at
         values: dict[str, Value] = {"reservation": plan.reservation}
-        for consumer in rules.consumers:
-            relay = plant.relay(consumer.id)
+        for consumer, relay in zip(rules.consumers, relays, strict=True):
             values[f"on:{consumer.id}"] = float(relay.on) if relay.online else None
-            values[f"draw:{consumer.id}"] = plant.drawn(consumer.id)
-        if values != previous or at - sampled_at >= REFRESH:
-            sampler.add(t0 + at, values)
-            previous, sampled_at = values, at
+            values[f"draw:{consumer.id}"] = relay.draw(consumer.power)
+        sampler.add(t0 + at, values)
 
     run_scenario(
         scenario, on_change, until=times[last - 1] + recording.step - t0, on_cycle=on_cycle
