@@ -207,6 +207,14 @@ class Tab:
                 self.errors.append(" ".join(str(a.get("value", "")) for a in call["args"]))
         return self.errors
 
+    async def click(self, x: float, y: float) -> None:
+        """A real mouse click (or a tap, on a touch viewport) at page coordinates."""
+        for kind in ("mousePressed", "mouseReleased"):
+            await self.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
+            )
+
     async def screenshot(self, path: Path, full: bool = True) -> Path:
         """The whole page, or only what the viewport shows now."""
         params: dict[str, Any] = {"format": "png"}

@@ -148,6 +148,21 @@ async def test_the_page_shows_the_demo_live_on_a_desktop_and_a_phone(
             assert any(any(p for p in c["power"] if p) for c in day["consumers"])
             assert any(c["bands"] for c in day["consumers"])
 
+            # Clicking a stretch of a band tells why it was on (once it is wide enough).
+            on = (
+                "[...document.querySelectorAll('.band-track[data-id=pool_filter] .on')]"
+                ".sort((a, b) => b.offsetWidth - a.offsetWidth)[0]"
+            )
+            await tab.wait_for(f"{on}?.getBoundingClientRect().width >= 6", what="a band")
+            spot = await tab.evaluate(
+                f"(() => {{ const s = {on}; s.scrollIntoView({{block: 'center'}});"
+                " const r = s.getBoundingClientRect();"
+                " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+            )
+            await tab.click(*spot)
+            why = await tab.evaluate("document.getElementById('band-info').textContent")
+            assert re.match(r"Pool filter, .+–.+, on: \w", why) and "on: on:" not in why, why
+
             # VRM (or Node-RED) turns Auto off for Heater L2: the page follows by itself.
             number = await device_number(dbus_daemon, "Heater L2")
             assert "Auto on" in facts_of(page, "Heater L2")

@@ -6,7 +6,7 @@
   const PALETTE = ["#e67e22", "#2980b9", "#8e44ad", "#16a085", "#c0392b", "#b7950b",
     "#34495e", "#27ae60", "#d35400", "#e84393", "#7f8c8d", "#1abc9c"];
   const watts = (v) => (v == null ? "–" : `${Math.round(v).toLocaleString()} W`);
-  const kilo = (v) => (Math.abs(v) >= 1000 ? `${(v / 1000).toFixed(1)} kW` : `${Math.round(v)} W`);
+  const kilo = (v) => (Math.abs(v) >= 1000 ? `${+(v / 1000).toFixed(1)} kW` : `${Math.round(v)} W`);
   const hhmm = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   const pad = (n) => String(n).padStart(2, "0");
   const localDate = (t) => {
@@ -183,11 +183,10 @@
     // Watts from zero (or below, for a discharging battery), so heights compare.
     const y = { range: (u, min, max) => uPlot.rangeNum(Math.min(0, min), Math.max(0, max), 0.1, true) };
     const cursor = { sync: { key: "day" }, points: { size: 6 } };
-    const hooks = { setScale: [() => drawBands()] };
     plots.push(new uPlot({
-      width, height, cursor, hooks,
+      width, height, cursor,
       scales: { x, y, "%": { range: [0, 100] } },
-      axes: [{}, { size: 60, values: (u, ticks) => ticks.map(kilo) },
+      axes: [{}, { size: 56, values: (u, ticks) => ticks.map(kilo) },
         { scale: "%", side: 1, size: 55, grid: { show: false }, values: (u, ticks) => ticks.map((v) => `${v} %`) }],
       series: [{},
         { label: "PV", stroke: "#e6a700", width: 2, fill: "rgba(230,167,0,.12)", value: (u, v) => watts(v) },
@@ -199,9 +198,13 @@
     }, [chart.t, s.pv, s.consumption, s.surplus, s.reservation, s.battery, s.soc], $("power-chart")));
     const consumers = chart.consumers;
     plots.push(new uPlot({
-      width, height, cursor, hooks,
+      width, height, cursor,
+      // The bands follow the stacked chart's plot area, after every layout and zoom.
+      hooks: { draw: [(plot) => drawBands(plot)] },
       scales: { x, y },
-      axes: [{}, { size: 60, values: (u, ticks) => ticks.map(kilo) }],
+      // An empty right axis as wide as the SOC axis above: both charts share one time axis.
+      axes: [{}, { size: 56, values: (u, ticks) => ticks.map(kilo) },
+        { side: 1, size: 55, grid: { show: false }, ticks: { show: false }, values: () => [] }],
       series: [{}, ...consumers.map((c, index) => ({
         label: c.name,
         stroke: colorOf(c.id),
@@ -211,12 +214,10 @@
       }))],
       bands: consumers.slice(1).map((c, index) => ({ series: [index + 2, index + 1] })),
     }, [chart.t, ...stacked()], $("stack-chart")));
-    drawBands();
     if (!performance.getEntriesByName("hems-chart").length) performance.mark("hems-chart");
   }
 
-  function drawBands() {
-    const plot = plots[1];
+  function drawBands(plot = plots[1]) {
     const container = $("bands");
     if (!plot || !chart) return;
     const min = plot.scales.x.min;
@@ -245,7 +246,9 @@
         const box = track.getBoundingClientRect();
         const t = min + ((event.clientX - box.left) / box.width) * (max - min);
         const band = c.bands.find(([start, end]) => start <= t && t < end);
-        set($("band-info"), band ? `${c.name}, ${hhmm(band[0])}–${hhmm(band[1])}, ${band[2]}: ${band[3]}`
+        // Reasons mostly start with the state ("on: ..."): say it once.
+        const why = band && band[3].replace(new RegExp(`^${band[2]}: `), "");
+        set($("band-info"), band ? `${c.name}, ${hhmm(band[0])}–${hhmm(band[1])}, ${band[2]}: ${why}`
           : `${c.name}: nothing recorded at ${hhmm(t)}`);
       };
       track.addEventListener("pointermove", explain);
@@ -265,11 +268,11 @@
     for (const c of chart.consumers) {
       const now = view.consumers.find((v) => v.id === c.id);
       if (!now) continue;
+      // A new stretch when the decision changes as the history counts it: its state or
+      // the kind of its reason (the numbers in the words move all the time).
       const band = c.bands[c.bands.length - 1];
-      if (band && band[2] === now.state && band[4] === now.code) {
-        band[1] = view.t;
-      } else if (!band || band[2] !== now.state || band[3] !== now.reason) {
-        if (band) band[1] = view.t;
+      if (band) band[1] = view.t;
+      if (!band || band[2] !== now.state || band[4] !== now.code) {
         c.bands.push([view.t, view.t, now.state, now.reason, now.code]);
         changed = true;
       }
@@ -280,10 +283,10 @@
       for (const c of chart.consumers) c.power.push(view.sample.consumers[c.id] ?? null);
       const s = chart.series;
       plots[0]?.setData([chart.t, s.pv, s.consumption, s.surplus, s.reservation, s.battery, s.soc]);
-      plots[1]?.setData([chart.t, ...stacked()]);
-      changed = true;
+      plots[1]?.setData([chart.t, ...stacked()]);  // its draw hook redraws the bands
+    } else if (changed) {
+      drawBands();
     }
-    if (changed) drawBands();
   }
 
   $("days").addEventListener("change", (event) => loadDay(event.target.value));
