@@ -336,6 +336,17 @@ async def test_the_page_switches_auto_and_a_foreign_page_cannot(
                 ".includes('Auto off')",
                 what="the page showing Auto off",
             )
+            # A bad edit: the page names the file, line and column; the old rules run on.
+            heaters = control_rules / "heaters.yaml"
+            heaters.write_text(heaters.read_text().replace("power: 1150", "power: lots", 1))
+            error = await tab.wait_for(
+                "!document.getElementById('errors').hidden"
+                " && document.getElementById('rules-error').textContent",
+                timeout=15,
+                what="the rule error on the page",
+            )
+            assert re.search(r"heaters\.yaml:\d+:\d+: consumers\[0\]\.power", error), error
+            assert await tab.evaluate("document.querySelectorAll('#consumers li').length") == 6
             assert tab.javascript_errors() == []
             await tab.screenshot(ARTIFACTS / "control.png")
     finally:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 60.0  # s of real time between writes: flash wears with every write
 PRUNE_EVERY = 3600.0
 MAX_UNWRITTEN = 60  # batches kept in memory while the store cannot be written
+RELOG_AFTER = 3600.0  # s before a store that fails again is logged again
 
 T = TypeVar("T")
 
@@ -138,6 +139,8 @@ class Recorder:
         self._settings: Settings | None = None
         self._rules_pending = True
         self._failing: str | None = None
+        self._logged: float | None = None  # when a failure was last logged
+        self._announced = False  # whether the current failure was logged
         self._pruned = -PRUNE_EVERY
         self._latest: float | None = None  # the wall time of the last cycle
         self._executor: ThreadPoolExecutor | None = None
@@ -145,7 +148,6 @@ class Recorder:
 
     async def __aenter__(self) -> Recorder:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="history")
-        await self._attempt(lambda: None)
         self._task = asyncio.create_task(self._flush_forever(), name="history")
         return self
 
@@ -193,6 +195,9 @@ class Recorder:
     # -- writing ---------------------------------------------------------------------
 
     async def _flush_forever(self) -> None:
+        # Opening checks the file (quick_check): seconds on a big store on a GX, so not
+        # on the way to the first decision. Readers and writers queue behind it.
+        await self._attempt(lambda: None)
         while True:
             await asyncio.sleep(self.flush_every)
             await self.flush()
@@ -248,12 +253,23 @@ class Recorder:
             await self._in_thread(attempt)
         except (sqlite3.Error, OSError) as err:
             if self._failing is None:
-                log.error("history %s cannot be written, control goes on: %s", self.store.file, err)
+                # A nearly full disk may take one batch and refuse the next: say it once
+                # an hour, not at every turn.
+                now = self._monotonic()
+                self._announced = self._logged is None or now - self._logged >= RELOG_AFTER
+                if self._announced:
+                    self._logged = now
+                    log.error(
+                        "history %s cannot be written, control goes on: %s", self.store.file, err
+                    )
+                else:
+                    log.debug("history %s cannot be written again: %s", self.store.file, err)
             self._failing = str(err)
             return False
         if self._failing is not None:
-            log.info("history %s is written again", self.store.file)
             self._failing = None
+            if self._announced:
+                log.info("history %s is written again", self.store.file)
         return True
 
     async def _in_thread(self, call: Callable[[], T]) -> T:

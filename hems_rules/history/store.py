@@ -173,7 +173,8 @@ class HistoryStore:
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite already rolled back after some errors (a full disk)
+                db.execute("ROLLBACK")
             self._ids = dict(db.execute("SELECT name, id FROM series"))
             raise
 
