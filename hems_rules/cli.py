@@ -49,6 +49,19 @@ def _summary(rules: RuleSet) -> str:
         )
         readings.append(f"SOC {soc}% -> {value}")
     lines.append(f"battery reservation {site.battery_reservation.source!r}: {', '.join(readings)}")
+    web, history = site.web, site.history
+    lines.append(
+        "status page off"
+        if web is None
+        else f"status page on {web.bind}:{web.port}, "
+        + ("control with a password" if web.control else "read-only")
+    )
+    lines.append(
+        "history off"
+        if history is None
+        else f"history in {history.path}, {history.days} days, at most "
+        f"{history.max_bytes / (1 << 20):g} MB"
+    )
     lines.append("consumers, served in this order:")
     ranked = sorted(enumerate(rules.consumers), key=lambda item: (item[1].priority, item[0]))
     for _, c in ranked:
