@@ -97,30 +97,29 @@ def test_simulate_with_a_rules_directory(tmp_path: Path) -> None:
     assert main(["simulate", str(scenario), "--rules", str(REPO / "rules")]) == 0
 
 
-def test_the_demo_runs_and_ends_cleanly_and_its_day_replays(tmp_path: Path) -> None:
-    history = tmp_path / "history"
-    demo = ["demo", "--duration", "4s", "--speed", "120", "--history", str(history)]
-    done = subprocess.run(
-        [sys.executable, "-m", "hems_rules.cli", *demo, "--port", "0"],
+def hems_rules(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, from the repository."""
+    return subprocess.run(
+        [sys.executable, "-m", "hems_rules.cli", *args],
         capture_output=True,
         text=True,
         check=False,
         cwd=REPO,
         timeout=60,
+    )
+
+
+def test_the_demo_runs_and_ends_cleanly_and_its_day_replays(tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    done = hems_rules(
+        "demo", "--duration", "4s", "--speed", "120", "--history", str(history), "--port", "0"
     )
     assert done.returncode == 0, done.stderr
     assert "Pool filter" in done.stdout and "battery reservation" in done.stdout
     assert "status page: http://127.0.0.1:" in done.stdout
     assert "demo ended after" in done.stdout
     # What a newcomer does next: ask what the day would have been with other rules.
-    replayed = subprocess.run(
-        [sys.executable, "-m", "hems_rules.cli", "replay", str(history), "--rules", "rules"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        timeout=60,
-    )
+    replayed = hems_rules("replay", str(history), "--rules", "rules")
     assert replayed.returncode == 0, replayed.stderr
     assert "replay of 2026-06-21, 09:30" in replayed.stdout
     assert "Pool filter" in replayed.stdout

@@ -63,7 +63,7 @@ def test_the_figures_of_a_recorded_day_follow_their_definitions() -> None:
     assert heater.shortfall_wh == pytest.approx(600 * hours)
     assert recorded.unused_surplus_wh == pytest.approx(1100 * hours)
     # 1900 W against 100 W of inverter plus 1500 W of PV in the second bucket.
-    assert recorded.over_limit_s == 5 and pump.over_limit_s == 5 and heater.over_limit_s == 5
+    assert recorded.total.over_limit_s == 5 and pump.over_limit_s == 5 and heater.over_limit_s == 5
     assert heater.starts == 1 and pump.starts == 0
     assert pump.runtime_s == 10
 
@@ -96,8 +96,8 @@ def test_the_same_rules_replay_the_recorded_day(recorded_day: tuple[Path, RuleSe
     comparison = replay(read(directory), rules)
     recorded, what_if = comparison.recorded, comparison.what_if
     assert comparison.seconds == pytest.approx(5400, abs=10)
-    assert recorded.from_surplus_wh > 5000  # the heaters and the pool really ran
-    assert what_if.from_surplus_wh == pytest.approx(recorded.from_surplus_wh, rel=0.03)
+    assert recorded.total.from_surplus_wh > 5000  # the heaters and the pool really ran
+    assert what_if.total.from_surplus_wh == pytest.approx(recorded.total.from_surplus_wh, rel=0.03)
     for mine in recorded.consumers:
         theirs = what_if.consumer(mine.id)
         assert theirs.runtime_s == pytest.approx(mine.runtime_s, abs=60), mine.id
@@ -116,7 +116,7 @@ def test_a_consumer_taken_out_leaves_its_energy_to_the_others(
     assert gone > 500
     assert what_if.consumer("heater_l1").runtime_s == 0
     # Its share goes to the pool e-heater behind it or stays with the battery / export.
-    others = what_if.from_surplus_wh - (recorded.from_surplus_wh - gone)
+    others = what_if.total.from_surplus_wh - (recorded.total.from_surplus_wh - gone)
     assert others + (what_if.unused_surplus_wh - recorded.unused_surplus_wh) == pytest.approx(
         gone, rel=0.1
     )
@@ -130,8 +130,8 @@ def test_a_lower_inverter_limit_is_obeyed_in_the_what_if(
     directory, rules = recorded_day
     tight = replace(rules, site=replace(rules.site, continuous_inverter_power=600.0))
     comparison = replay(read(directory), tight)
-    assert comparison.what_if.from_surplus_wh < comparison.recorded.from_surplus_wh
-    assert comparison.what_if.over_limit_s < 60
+    assert comparison.what_if.total.from_surplus_wh < comparison.recorded.total.from_surplus_wh
+    assert comparison.what_if.total.over_limit_s < 60
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from hems_rules.core.model import UNAVAILABLE, CycleResult, Decision, DeviceFact, Settings
@@ -151,12 +150,7 @@ class Recorder:
         self._task = asyncio.create_task(self._flush_forever(), name="history")
         return self
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

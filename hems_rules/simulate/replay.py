@@ -73,31 +73,25 @@ class ConsumerFigures:
 @dataclass(frozen=True)
 class Figures:
     consumers: tuple[ConsumerFigures, ...]
+    total: ConsumerFigures  # sums; its over_limit_s counts the seconds any phase was over
     unused_surplus_wh: float  # to the battery or exported
-    shortfall_wh: float
-    over_limit_s: float
-
-    @property
-    def from_surplus_wh(self) -> float:
-        return sum(c.from_surplus_wh for c in self.consumers)
-
-    @property
-    def from_grid_wh(self) -> float:
-        return sum(c.from_grid_wh for c in self.consumers)
-
-    @property
-    def starts(self) -> int:
-        return sum(c.starts for c in self.consumers)
-
-    @property
-    def runtime_s(self) -> float:
-        return sum(c.runtime_s for c in self.consumers)
 
     def consumer(self, consumer_id: str) -> ConsumerFigures:
         for figures in self.consumers:
             if figures.id == consumer_id:
                 return figures
         return ConsumerFigures(consumer_id, consumer_id)
+
+
+def _figures_json(figures: ConsumerFigures) -> dict[str, Any]:
+    return {
+        "from_surplus_wh": round(figures.from_surplus_wh, 1),
+        "from_grid_or_battery_wh": round(figures.from_grid_wh, 1),
+        "starts": figures.starts,
+        "runtime_s": round(figures.runtime_s),
+        "reservation_shortfall_wh": round(figures.shortfall_wh, 1),
+        "over_inverter_limit_s": round(figures.over_limit_s),
+    }
 
 
 @dataclass(frozen=True)
@@ -112,24 +106,10 @@ class Comparison:
         def side(figures: Figures) -> dict[str, Any]:
             return {
                 "consumers": {
-                    c.id: {
-                        "name": c.name,
-                        "from_surplus_wh": round(c.from_surplus_wh, 1),
-                        "from_grid_or_battery_wh": round(c.from_grid_wh, 1),
-                        "starts": c.starts,
-                        "runtime_s": round(c.runtime_s),
-                        "reservation_shortfall_wh": round(c.shortfall_wh, 1),
-                        "over_inverter_limit_s": round(c.over_limit_s),
-                    }
-                    for c in figures.consumers
+                    c.id: {"name": c.name, **_figures_json(c)} for c in figures.consumers
                 },
                 "total": {
-                    "from_surplus_wh": round(figures.from_surplus_wh, 1),
-                    "from_grid_or_battery_wh": round(figures.from_grid_wh, 1),
-                    "starts": figures.starts,
-                    "runtime_s": round(figures.runtime_s),
-                    "reservation_shortfall_wh": round(figures.shortfall_wh, 1),
-                    "over_inverter_limit_s": round(figures.over_limit_s),
+                    **_figures_json(figures.total),
                     "unused_surplus_wh": round(figures.unused_surplus_wh, 1),
                 },
             }
@@ -153,6 +133,24 @@ class _Run:
     starts: Mapping[str, int]
     reservation: Sequence[Value]
     limit: Sequence[float | None]  # continuous inverter power per phase, W
+
+    @classmethod
+    def of(
+        cls,
+        recording: Recording,
+        members: Sequence[Member],
+        starts: Mapping[str, int],
+        limit: Sequence[float | None],
+    ) -> _Run:
+        """A run as the recorder's series hold it (the what-if run is sampled the same way)."""
+        return cls(
+            members,
+            {m.id: recording.column(f"draw:{m.id}") for m in members},
+            {m.id: recording.column(f"on:{m.id}") for m in members},
+            starts,
+            recording.column("plan:reservation"),
+            limit,
+        )
 
 
 @dataclass
@@ -250,14 +248,8 @@ def _recorded_run(recording: Recording, members: Sequence[Member]) -> _Run:
     for event in recording.events:
         if event.kind == "decision" and event.value.get("command") is True:
             starts[event.subject] = starts.get(event.subject, 0) + 1
-    return _Run(
-        members,
-        {m.id: recording.column(f"draw:{m.id}") for m in members},
-        {m.id: recording.column(f"on:{m.id}") for m in members},
-        starts,
-        recording.column("plan:reservation"),
-        _limits(recording, _site(recording)["continuous_inverter_power"]),
-    )
+    limits = _limits(recording, _site(recording)["continuous_inverter_power"])
+    return _Run.of(recording, members, starts, limits)
 
 
 # -- the what-if run ----------------------------------------------------------------
@@ -365,7 +357,7 @@ def _what_if_run(recording: Recording, meter: _Meter, rules: RuleSet) -> _Run:
         if now == previous and at - sampled_at < REFRESH:
             return
         previous, sampled_at = now, at
-        values: dict[str, Value] = {"reservation": plan.reservation}
+        values: dict[str, Value] = {"plan:reservation": plan.reservation}
         for consumer, relay in zip(rules.consumers, relays, strict=True):
             values[f"on:{consumer.id}"] = float(relay.on) if relay.online else None
             values[f"draw:{consumer.id}"] = relay.draw(consumer.power)
@@ -379,13 +371,8 @@ def _what_if_run(recording: Recording, meter: _Meter, rules: RuleSet) -> _Run:
     if batch is not None:
         what_if.add(batch)
     members = [Member(c.id, c.name, c.phase, c.power) for c in _ranked(rules)]
-    return _Run(
-        members,
-        {m.id: what_if.column(f"draw:{m.id}") for m in members},
-        {m.id: what_if.column(f"on:{m.id}") for m in members},
-        starts,
-        what_if.column("reservation"),
-        _limits(recording, rules.site.continuous_inverter_power),
+    return _Run.of(
+        what_if, members, starts, _limits(recording, rules.site.continuous_inverter_power)
     )
 
 
@@ -442,24 +429,30 @@ def figures(meter: _Meter, run: _Run) -> Figures:
             totals[member.id]["runtime"] += fraction * step
             if over & {p for p, _ in member.shares(1.0)}:
                 totals[member.id]["over"] += fraction * step
-    return Figures(
-        tuple(
-            ConsumerFigures(
-                m.id,
-                m.name,
-                totals[m.id]["surplus"],
-                totals[m.id]["grid"],
-                run.starts.get(m.id, 0),
-                totals[m.id]["runtime"],
-                totals[m.id]["shortfall"],
-                totals[m.id]["over"],
-            )
-            for m in run.members
-        ),
-        unused,
+    consumers = tuple(
+        ConsumerFigures(
+            m.id,
+            m.name,
+            totals[m.id]["surplus"],
+            totals[m.id]["grid"],
+            run.starts.get(m.id, 0),
+            totals[m.id]["runtime"],
+            totals[m.id]["shortfall"],
+            totals[m.id]["over"],
+        )
+        for m in run.members
+    )
+    total = ConsumerFigures(
+        "total",
+        "total",
+        sum(c.from_surplus_wh for c in consumers),
+        sum(c.from_grid_wh for c in consumers),
+        sum(c.starts for c in consumers),
+        sum(c.runtime_s for c in consumers),
         shortfall,
         over_s,
     )
+    return Figures(consumers, total, unused)
 
 
 def replay(recording: Recording, rules: RuleSet) -> Comparison:
@@ -525,7 +518,8 @@ def report(comparison: Comparison, rules_name: str) -> str:
             recorded = getattr(comparison.recorded.consumer(consumer_id), key)
             what_if = getattr(comparison.what_if.consumer(consumer_id), key)
             lines.append(row(names[consumer_id], show(recorded), show(what_if)))
-        recorded, what_if = getattr(comparison.recorded, key), getattr(comparison.what_if, key)
+        recorded = getattr(comparison.recorded.total, key)
+        what_if = getattr(comparison.what_if.total, key)
         lines.append(row("total", show(recorded), show(what_if)))
     unused = (comparison.recorded.unused_surplus_wh, comparison.what_if.unused_surplus_wh)
     lines.extend(("", "surplus left to the battery or export (kWh)"))
