@@ -26,13 +26,13 @@ from hems_rules.app import App, AppOptions
 from hems_rules.dbus.client import BusClient, Values
 from hems_rules.dbus.connection import connect
 from hems_rules.dbus.service import BusService
+from hems_rules.demo.broker import Mosquitto
 from hems_rules.demo.bus import PrivateBus
 from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.ruleset import load_rules
 from hems_rules.shelly.relays import ShellyRelays
 from hems_rules.sources.mqtt import MqttVariables
-from tests.broker import Mosquitto
 from tests.conftest import rules_from
 from tests.live import running, surplus
 

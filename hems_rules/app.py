@@ -37,7 +37,7 @@ from hems_rules.sinks.device_numbers import DeviceNumbers
 from hems_rules.sinks.switch_service import SwitchService
 from hems_rules.sinks.vrm_battery import VrmBatteries
 from hems_rules.sources.dbus import DbusVariables, HemsSettings, SystemSource
-from hems_rules.sources.variables import VariableSources
+from hems_rules.sources.variables import BrokerAddress, VariableSources, broker_as_configured
 from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ class AppOptions:
     poll_interval: float = 5.0
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], datetime] = local_now
-    variable_sources: bool = True  # the demo drives variables itself
+    broker_address: BrokerAddress = broker_as_configured  # the demo maps it to its own
+    http_sources: bool = True  # the demo sets HTTP variables itself (its day runs faster)
 
 
 class App:
@@ -197,13 +198,18 @@ class App:
         loop.on_rules(dbus_variables.use_rules)
         for view in views:
             loop.on_rules(view.use_rules)
-        if options.variable_sources:
-            sources = await stack.enter_async_context(
-                VariableSources(
-                    inputs, rules, switch.set_auto, options.monotonic, faults=self.faults
-                )
+        sources = await stack.enter_async_context(
+            VariableSources(
+                inputs,
+                rules,
+                switch.set_auto,
+                options.monotonic,
+                faults=self.faults,
+                broker_address=options.broker_address,
+                http=options.http_sources,
             )
-            loop.on_rules(sources.use_rules)
+        )
+        loop.on_rules(sources.use_rules)
         self.loop = await stack.enter_async_context(loop)
 
         def rules_error(error: RulesError | None) -> None:

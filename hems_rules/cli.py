@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import date
+from importlib import resources
 from pathlib import Path
 
 from hems_rules.app import AppOptions, run_app, setup_logging
@@ -113,7 +114,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    rules_dir: Path = args.rules or (GX_RULES if GX_RULES.is_dir() else Path("rules"))
+    rules_dir: Path = args.rules or (GX_RULES if GX_RULES.is_dir() else examples())
     try:
         rules = load_rules(rules_dir)
     except HemsError as err:
@@ -152,7 +153,7 @@ def _demo(args: argparse.Namespace) -> int:
     )
     try:
         demo = run_demo(
-            args.rules,
+            args.rules or examples(),
             args.speed,
             args.duration,
             bus_address=args.bus,
@@ -165,6 +166,11 @@ def _demo(args: argparse.Namespace) -> int:
     except HemsError as err:
         print(err, file=sys.stderr)
         return 1
+
+
+def examples() -> Path:
+    """The example rules the package carries (what `demo` runs without --rules)."""
+    return Path(str(resources.files("hems_rules") / "examples"))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -200,13 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay_.add_argument("history", type=Path, help="the history directory (or its history.db)")
     replay_.add_argument("--day", type=date.fromisoformat, help="YYYY-MM-DD (default: the last)")
     replay_.add_argument(
-        "--rules", type=Path, help=f"the what-if rules (default: {GX_RULES}, else ./rules)"
+        "--rules", type=Path, help=f"the what-if rules (default: {GX_RULES}, else the examples)"
     )
     replay_.add_argument("--json", action="store_true", help="the figures as JSON")
     replay_.set_defaults(handler=_replay)
 
     demo = commands.add_parser("demo", help="the appliance on an accelerated solar day")
-    demo.add_argument("--rules", type=Path, default=Path("rules"))
+    demo.add_argument("--rules", type=Path, help="rules directory (default: the examples)")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     demo.add_argument("--bus", help="D-Bus address (default: a private dbus-daemon)")
     demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 60s)")

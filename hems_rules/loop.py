@@ -1,11 +1,15 @@
 """The async loop around the pure engine.
 
-A cycle runs when an input changes (after a short debounce, so a burst of D-Bus
-updates is one decision) and at least every `loop_interval`. Commands go to the relay
-sink without waiting for the relays; what they report back is an input for the next
-cycle. Publishers (the switch service, the VRM battery view, the history) get each
-cycle's result. Nothing that goes wrong in a cycle, a publisher or a rules swap ends
-the loop: it is logged and the next cycle runs.
+A cycle runs as soon as an input changes and at least every `loop_interval`. A burst
+of changes (several D-Bus signals read in one go, a relay's report with its power) is
+one decision: the loop lets the event loop run until a pass brings no further change,
+for at most `COALESCE_LIMIT`, instead of sleeping a fixed debounce that would be most
+of the reaction time.
+
+Commands go to the relay sink without waiting for the relays; what they report back is
+an input for the next cycle. Publishers (the switch service, the VRM battery view, the
+history) get each cycle's result. Nothing that goes wrong in a cycle, a publisher or a
+rules swap ends the loop: it is logged and the next cycle runs.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from hems_rules.tasks import Fatal, Tasks
 
 log = logging.getLogger(__name__)
 
-DEBOUNCE = 0.1
+# A steady stream of changes delays a cycle by at most this long (s).
+COALESCE_LIMIT = 0.005
 
 
 class RelaySink(Protocol):
@@ -51,7 +56,7 @@ class EngineLoop:
         relays: RelaySink,
         publishers: Sequence[Publisher] = (),
         *,
-        debounce: float = DEBOUNCE,
+        coalesce_limit: float = COALESCE_LIMIT,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = local_now,
         on_fatal: Fatal | None = None,
@@ -62,7 +67,7 @@ class EngineLoop:
         self.publishers = list(publishers)
         self.cycles = 0
         self.loop_time = 0.0
-        self._debounce = debounce
+        self._coalesce_limit = coalesce_limit
         self._monotonic = monotonic
         self._wall = wall
         self._rules_changed: list[Callable[[RuleSet], None]] = []
@@ -128,12 +133,25 @@ class EngineLoop:
             log.exception("cycle failed")
 
     async def run(self) -> None:
-        """Cycle forever: on change (debounced) and at least every loop_interval."""
+        """Cycle forever: once per burst of changes, and at least every loop_interval."""
+        changed = self.inputs.changed
         while True:
-            interval = self.controller.rules.site.loop_interval
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self.inputs.changed.wait()
-                await asyncio.sleep(self._debounce)
-            self.inputs.changed.clear()
+                async with asyncio.timeout(self.controller.rules.site.loop_interval):
+                    await changed.wait()
+            await self._coalesce()
+            changed.clear()
             self._guarded_cycle()
+
+    async def _coalesce(self) -> None:
+        """Return once a full pass of the event loop has brought no further change.
+
+        Two yields make one pass: the first lets the loop poll the sockets, whose
+        callbacks are queued behind this task, the second lets those callbacks run.
+        """
+        changed = self.inputs.changed
+        deadline = time.perf_counter() + self._coalesce_limit
+        while changed.is_set() and time.perf_counter() < deadline:
+            changed.clear()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)

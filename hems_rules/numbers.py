@@ -26,6 +26,14 @@ class NumberError(ValueError):
     """Not a number hems-rules accepts; the message says why in plain words."""
 
 
+def _show(value: object) -> str:
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = type(value).__name__
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
 def too_long(text: str) -> NumberError:
     return NumberError(f"{text[:12]}... ({len(text)} characters) is too long for a number")
 
@@ -33,8 +41,7 @@ def too_long(text: str) -> NumberError:
 def checked(value: object) -> float:
     """`value` as a float if it is a finite number within ±LIMIT; NumberError otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        shown = json.dumps(value) if isinstance(value, (bool, str)) else type(value).__name__
-        raise NumberError(f"{shown[:40]} is not a number")
+        raise NumberError(f"{_show(value)} is not a number")
     if isinstance(value, int) and abs(value) > LIMIT:
         raise NumberError(f"a number beyond ±{LIMIT:.0e} is out of range")
     result = float(value)
@@ -54,7 +61,7 @@ def parse_number(text: str) -> float:
     if len(text) > MAX_CHARS:
         raise too_long(text)
     if not _DECIMAL.fullmatch(text):
-        raise NumberError(f"{json.dumps(text)[:42]} is not a number")
+        raise NumberError(f"{_show(text)} is not a number")
     return checked(float(text))
 
 

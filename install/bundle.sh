@@ -1,7 +1,7 @@
 #!/bin/sh
-# Build dist/hems-rules-gx-<arch>.tar.gz for a GX: the app, its schema, example rules, the
-# installer, and in lib/ the Python packages Venus OS lacks. dbus-fast and aiohttp come
-# with Venus OS (v3.70+) and are not bundled. Needs PyPI; run on a development machine.
+# Build dist/hems-rules-gx-<arch>.tar.gz for a GX: the app (with its example rules), its
+# schema, the installer, and in lib/ the Python packages Venus OS lacks. dbus-fast and
+# aiohttp come with Venus OS (v3.70+) and are not bundled. Needs PyPI; run on a development machine.
 #   install/bundle.sh [armv7l|aarch64]...   (default: both)
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +15,7 @@ for arch in "$@"; do
     work=$(mktemp -d)
     stage="$work/hems-rules"
     mkdir -p "$stage/lib"
-    cp -R "$SRC/hems_rules" "$SRC/schema" "$SRC/rules" "$SRC/install" "$stage/"
+    cp -R "$SRC/hems_rules" "$SRC/schema" "$SRC/install" "$stage/"
     rm -f "$stage/hems_rules/rules.schema.json"
     cp "$SRC/schema/rules.schema.json" "$stage/hems_rules/rules.schema.json"
     find "$stage" -name __pycache__ -type d -exec rm -rf {} +

@@ -68,8 +68,8 @@ rm -f "$ROOT$APP/hems_rules/rules.schema.json"
 cp "$SRC/schema/rules.schema.json" "$ROOT$APP/hems_rules/rules.schema.json"
 find "$ROOT$APP/hems_rules" -name __pycache__ -type d -exec rm -rf {} + 2>/dev/null || true
 [ -d "$SRC/lib" ] && cp -R "$SRC/lib" "$ROOT$APP/lib"
-cp -R "$SRC/rules" "$ROOT$APP/examples"
-[ -d "$ROOT$APP/rules" ] || cp -R "$SRC/rules" "$ROOT$APP/rules"
+cp -R "$SRC/hems_rules/examples" "$ROOT$APP/examples"
+[ -d "$ROOT$APP/rules" ] || cp -R "$SRC/hems_rules/examples" "$ROOT$APP/rules"
 
 mkdir -p "$ROOT$APP/service/log"
 cat > "$ROOT$APP/service/run" <<RUN

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from dbus_fast import Variant
+from dbus_fast import Message, Variant
 from dbus_fast.errors import DBusError
 
 from hems_rules.app import App, AppOptions
@@ -24,7 +24,7 @@ from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.history.store import HistoryStore
 from hems_rules.ruleset import load_rules
 from hems_rules.ruleset.rules import ShellyEndpoint
-from tests.bus import DbusDaemon
+from tests.bus import DbusDaemon, all_match_rules
 from tests.conftest import wait_until
 
 SWITCH = "com.victronenergy.switch.hems"
@@ -50,11 +50,22 @@ SUNNY = {
 }
 
 
+class ScannedSettings(SimulatedSettings):
+    """The simulated localsettings, counting the GetItems scans it answers."""
+
+    scans = 0
+
+    def handle_custom(self, msg: Message) -> Message | None:
+        if msg.member == "GetItems":
+            self.scans += 1
+        return super().handle_custom(msg)
+
+
 @dataclass
 class Rig:
     daemon: DbusDaemon
     system: SimulatedSystem
-    settings: SimulatedSettings
+    settings: ScannedSettings
     pump: EmulatedShelly
     heater: EmulatedShelly
     app: App
@@ -76,7 +87,7 @@ class Rig:
 
 @pytest.fixture
 async def rig(dbus_daemon: DbusDaemon, tmp_path: Path) -> AsyncIterator[Rig]:
-    settings = SimulatedSettings(dbus_daemon.address)
+    settings = ScannedSettings(dbus_daemon.address)
     system = SimulatedSystem(dbus_daemon.address)
     system.update(SUNNY)
     await settings.register()
@@ -100,9 +111,12 @@ async def rig(dbus_daemon: DbusDaemon, tmp_path: Path) -> AsyncIterator[Rig]:
         rig_system = [system]
 
         async def meter() -> None:
-            # What the GX's meter reads: the house plus what the relays draw.
+            # What the GX's meter reads: the house plus what the relays draw. Like a GX's,
+            # it shows a switch only after hems-rules has read the relay back.
+            loads = {"pump": pump.switches[0].load, "heater": heater.switches[0].load}
             while True:
-                drawn = sum(d.switches[0].load for d in (pump, heater) if d.switches[0].output)
+                facts = app.inputs.devices
+                drawn = sum(w for c, w in loads.items() if c in facts and facts[c].on)
                 if rig_system[0].bus is not None:
                     rig_system[0].set("/Ac/Consumption/L1/Power", 500.0 + drawn)
                 await asyncio.sleep(0.05)
@@ -196,7 +210,8 @@ async def test_inverter_power_override_and_fake_bms(rig: Rig) -> None:
     )
     assert "int32 0" in out
     await wait_until(lambda: not rig.heater.switches[0].output, what="shed by the limit")
-    assert rig.pump.switches[0].output
+    # Until the meter shows the heater gone, the limit can shed the pump too (§5.10).
+    await wait_until(lambda: rig.pump.switches[0].output, what="the pump on within the limit")
     reservation = "com.victronenergy.battery.hems_reservation"
     name = await rig.value(reservation, "/CustomName")
     assert name == "HEMS reservation 1000 W (OK)"
@@ -396,3 +411,29 @@ async def test_sigterm_while_waiting_for_localsettings_ends_run(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_settings_are_scanned_once_and_reloads_add_no_watches(
+    rig: Rig, tmp_path: Path
+) -> None:
+    assert rig.settings.scans == 1, "one GetItems of localsettings for every setting followed"
+    assert rig.app.watcher is not None
+    rules = (tmp_path / "rules.yaml").read_text()
+    before = await all_match_rules(rig.client)
+    for n in range(6):  # the heater's VRM battery, and its instance setting, come and go
+        (tmp_path / "rules.yaml").write_text(rules if n % 2 else rules.replace("vrm: true", ""))
+        assert await rig.app.watcher.reload()
+    heater_battery = "com.victronenergy.battery.hems_heater"
+    for _ in range(500):  # the VRM battery view follows a reload in a task of its own
+        if await rig.client.owner(heater_battery):
+            break
+        await asyncio.sleep(0.01)
+    assert await all_match_rules(rig.client) == before
+    # localsettings restarting: every setting followed comes back with one scan.
+    rig.settings.scans = 0
+    await rig.settings.close()
+    await rig.settings.register()
+    await wait_until(lambda: rig.settings.scans >= 1, what="the rescan")
+    await rig.client.owner(SETTINGS)  # the app has seen it come back too
+    assert (await rig.client.call(SETTINGS, "/", "GetText"))[0]  # after any scan it started
+    assert rig.settings.scans == 1

@@ -6,9 +6,9 @@ import asyncio
 import json
 import time
 
+from hems_rules.demo.broker import Mosquitto
 from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.sources.mqtt import MqttVariables
-from tests.broker import Mosquitto
 from tests.conftest import rules_from, wait_until
 from tests.live import running, surplus
 from tests.test_mqtt import broker, publish  # noqa: F401  (the broker fixture)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hems_rules.cli import main
+from hems_rules.demo.broker import mosquitto
 
 REPO = Path(__file__).parent.parent
 
@@ -97,29 +99,29 @@ def test_simulate_with_a_rules_directory(tmp_path: Path) -> None:
     assert main(["simulate", str(scenario), "--rules", str(REPO / "rules")]) == 0
 
 
-def hems_rules(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command as a user runs it, from the repository."""
+def hems_rules(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "hems_rules.cli", *args],
         capture_output=True,
         text=True,
         check=False,
-        cwd=REPO,
+        cwd=cwd,
         timeout=60,
     )
 
 
-def test_the_demo_runs_and_ends_cleanly_and_its_day_replays(tmp_path: Path) -> None:
-    history = tmp_path / "history"
-    done = hems_rules(
-        "demo", "--duration", "4s", "--speed", "120", "--history", str(history), "--port", "0"
-    )
+def test_the_demo_runs_from_any_directory_and_its_day_replays(tmp_path: Path) -> None:
+    """Defect 12: the package carries its example rules; the demo records its day."""
+    done = hems_rules(tmp_path, "demo", "--duration", "4s", "--speed", "120", "--port", "0")
     assert done.returncode == 0, done.stderr
     assert "Pool filter" in done.stdout and "battery reservation" in done.stdout
     assert "status page: http://127.0.0.1:" in done.stdout
+    if mosquitto() is not None:  # #15 15c: through the real MQTT source, as `run` does
+        assert re.search(r"tank_temp \d+(\.\d+)? \(via MQTT\)", done.stdout), done.stdout
     assert "demo ended after" in done.stdout
     # What a newcomer does next: ask what the day would have been with other rules.
-    replayed = hems_rules("replay", str(history), "--rules", "rules")
+    replayed = hems_rules(tmp_path, "replay", "demo-history")
     assert replayed.returncode == 0, replayed.stderr
     assert "replay of 2026-06-21, 09:30" in replayed.stdout
     assert "Pool filter" in replayed.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,115 @@ def test_check_output_never_carries_terminal_escapes(
     assert "\\x1b[31mred.yaml:2:1: YAML error" in out.err
     assert "consumers[0].name: contains U+001B" in out.err
     assert not any(ch in out.err + out.out for ch in "\x1b\x07\x00")
+
+
+@pytest.mark.parametrize(
+    ("equation", "why"),
+    [
+        ('"1/0"', "ZeroDivisionError"),
+        ("abs", "is not a finite number"),
+        ("1e999", "inf is not a finite number"),
+        ('"0**-1"', "ZeroDivisionError"),
+        ('"SOC / (SOC - SOC)"', "ZeroDivisionError"),
+    ],
+)
+def test_a_reservation_that_fails_at_every_soc_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], equation: str, why: str
+) -> None:
+    error = the_error(tmp_path, '"2000 - SOC * 20"', equation)
+    assert error.startswith("3:24: site.battery_reservation: fails at every SOC from 0 to 100 %")
+    assert why in error
+    assert main(["check", str(tmp_path)]) == 1
+    assert "rules OK" not in capsys.readouterr().out
+
+
+def test_a_reservation_that_fails_at_some_soc_still_loads(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES.replace('"2000 - SOC * 20"', '"1000 / (SOC - 50)"'))
+    rules = load_rules(tmp_path)
+    assert rules.site.battery_reservation.evaluate({"SOC": 50.0}).error
+
+
+def test_entries_that_look_like_rule_files_but_are_not_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    (tmp_path / "gone.yaml").symlink_to(tmp_path / "missing.yaml")
+    (tmp_path / "loop_a.yaml").symlink_to(tmp_path / "loop_b.yaml")
+    (tmp_path / "loop_b.yaml").symlink_to(tmp_path / "loop_a.yaml")
+    (tmp_path / "old.yaml").mkdir()
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / ".hidden.yaml").symlink_to(tmp_path / "missing.yaml")
+    (tmp_path / "notes.txt").mkdir()
+    with pytest.raises(RulesError) as info:
+        load_rules(tmp_path)
+    found = sorted(str(p).removeprefix(f"{tmp_path}/") for p in info.value.problems)
+    assert found == [
+        f"gone.yaml:1:1: a symbolic link to {tmp_path}/missing.yaml, which does not exist",
+        "loop_a.yaml:1:1: a loop of symbolic links",
+        "loop_b.yaml:1:1: a loop of symbolic links",
+        "old.yaml:1:1: a directory, not a rule file",
+        "pipe.yaml:1:1: not a regular file",
+    ]
+
+
+def test_a_symlinked_rule_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "site.yaml").write_text(RULES)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "site.yaml").symlink_to(tmp_path / "real" / "site.yaml")
+    assert load_rules(tmp_path / "rules").consumers[0].id == "heater"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            "variables:\n  t: {mqtt: {topic: a/b}}\n",
+            "13:7: variables.t.mqtt: needs site.mqtt, the broker to subscribe to",
+        ),
+        (
+            "variables:\n  t: {mqtt: {topic: a/#/b}}\n",
+            '14:21: variables.t.mqtt.topic: "a/#/b" is not an MQTT topic filter: # only as the',
+        ),
+        (
+            "variables:\n  t: {mqtt: {topic: a/b#}}\n",
+            'variables.t.mqtt.topic: "a/b#" is not an MQTT topic filter: # only as the last level',
+        ),
+        (
+            "variables:\n  t: {mqtt: {topic: a+/b}}\n",
+            'variables.t.mqtt.topic: "a+/b" is not an MQTT topic filter: + only as a whole level',
+        ),
+        (
+            "consumers:\n  - {id: twin, shelly: {host: 10.0.0.5}, power: 500}\n",
+            "13:24: consumers[1].shelly: the same relay as heater (",
+        ),
+    ],
+)
+def test_mqtt_and_relay_mistakes_are_located(tmp_path: Path, extra: str, expected: str) -> None:
+    text = RULES + extra.replace("consumers:\n", "")
+    if "needs site.mqtt" not in expected:
+        text = text.replace("site:\n", "site:\n  mqtt: {host: 127.0.0.1}\n")
+    found = errors(tmp_path, text)
+    assert len(found) == 1, found
+    assert expected in found[0], found
+
+
+def test_the_same_relay_in_two_files_is_an_error_naming_both(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text(
+        "consumers:\n  - {id: twin, shelly: {host: 10.0.0.5, port: 80, switch: 0}, power: 5}\n"
+    )
+    found = errors(tmp_path, RULES)
+    assert found == [
+        f"{tmp_path}/rules.yaml:8:13: consumers[0].shelly: the same relay as twin "
+        f"({tmp_path}/b.yaml:2), which would fight it"
+    ]
+
+
+def test_another_switch_of_the_same_shelly_is_fine(tmp_path: Path) -> None:
+    text = RULES + "  - {id: other, shelly: {host: 10.0.0.5, switch: 1}, power: 500}\n"
+    (tmp_path / "rules.yaml").write_text(text)
+    assert len(load_rules(tmp_path).consumers) == 2
+
+
+def test_an_auto_writes_portal_is_one_topic_level(tmp_path: Path) -> None:
+    text = RULES.replace("site:\n", "site:\n  mqtt: {host: h, auto_writes: {portal: a/b}}\n")
+    [error] = errors(tmp_path, text)
+    assert 'site.mqtt.auto_writes.portal: "a/b" is not one topic level' in error

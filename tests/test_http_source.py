@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.ruleset.rules import HttpSource
 from hems_rules.sources.http import FAILURES_BEFORE_UNKNOWN, HttpPoller
+from hems_rules.sources.payloads import MAX_CHARS
 
 
 @pytest.fixture
@@ -67,3 +70,31 @@ async def test_failures_keep_the_value_then_make_it_unknown(
         device.fault = None
         await poll.poll()
         assert seen == {"rod": 55.0}
+
+
+async def test_an_endless_body_is_refused_at_its_bound_not_read_to_the_end(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def endless(request: web.Request) -> web.StreamResponse:
+        reply = web.StreamResponse()
+        await reply.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await reply.write(b"9" * 65536)
+        return reply
+
+    app = web.Application()
+    app.router.add_get("/", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        seen: dict[str, float | None] = {}
+        source = HttpSource(url=f"http://127.0.0.1:{port}/", every=1.0)
+        await HttpPoller("big", source, session, seen.__setitem__, timeout=10).poll()
+        assert "big (HTTP 127.0.0.1:" in caplog.text
+        assert f"longer than {MAX_CHARS // 1000} kB" in caplog.text
+    finally:
+        await runner.cleanup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,69 @@ async def test_a_broken_publisher_does_not_stop_the_others(
         await wait_until(lambda: len(recorder.results) >= 3, what="cycles keep coming")
     assert "Broken could not publish the cycle" in caplog.text
     assert recorder.results[-1].snapshot.settings.mode == 1
+
+
+SLOW = "site: {phases: 1, battery_reservation: 0, loop_interval: 10m}\n"
+
+
+async def passes(count: int) -> None:
+    """Let the event loop run `count` times round (no wall-clock wait)."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_a_change_is_decided_within_a_few_passes_of_the_event_loop() -> None:
+    rules = rules_from(SLOW + HEATER)
+    inputs = Inputs(rules, Settings(mode=1))
+    inputs.update_system({"/Ac/PvOnGrid/L1/Power": 0.0})
+    recorder = Recorder()
+    async with EngineLoop(Controller(rules), inputs, BrokenRelays(), [recorder]):
+        await wait_until(lambda: len(recorder.results) == 1, what="the first cycle")
+        await passes(20)
+        assert len(recorder.results) == 1, "no change, no cycle (loop_interval is 1 h)"
+        inputs.update_system({"/Ac/PvOnGrid/L1/Power": 500.0})
+        await passes(8)
+        assert len(recorder.results) == 2
+        assert recorder.results[-1].snapshot.system["/Ac/PvOnGrid/L1/Power"] == 500.0
+
+
+async def test_a_burst_of_changes_over_several_passes_is_one_cycle() -> None:
+    rules = rules_from(SLOW + HEATER)
+    inputs = Inputs(rules, Settings(mode=1))
+    inputs.update_system({"/Ac/PvOnGrid/L1/Power": 0.0})
+    recorder = Recorder()
+    loop = asyncio.get_running_loop()
+
+    def burst(value: float) -> None:
+        # Signals that arrive one read after another, as a D-Bus burst does.
+        inputs.update_system({"/Ac/PvOnGrid/L1/Power": value})
+        if value < 1005:
+            loop.call_soon(burst, value + 1)
+
+    async with EngineLoop(Controller(rules), inputs, BrokenRelays(), [recorder]):
+        await wait_until(lambda: len(recorder.results) == 1, what="the first cycle")
+        burst(1000.0)
+        await wait_until(lambda: len(recorder.results) == 2, what="a cycle after the burst")
+        await passes(20)
+    assert len(recorder.results) == 2
+    assert recorder.results[-1].snapshot.system["/Ac/PvOnGrid/L1/Power"] == 1005.0
+
+
+async def test_a_stream_of_changes_does_not_hold_decisions_back() -> None:
+    rules = rules_from(SLOW + HEATER)
+    inputs = Inputs(rules, Settings(mode=1))
+    recorder = Recorder()
+    streaming = True
+    loop = asyncio.get_running_loop()
+
+    def stream(value: float) -> None:
+        inputs.update_system({"/Ac/PvOnGrid/L1/Power": value})
+        if streaming:
+            loop.call_soon(stream, value + 1)
+
+    async with EngineLoop(Controller(rules), inputs, BrokenRelays(), [recorder]):
+        stream(0.0)
+        try:
+            await wait_until(lambda: len(recorder.results) >= 5, what="cycles during a stream")
+        finally:
+            streaming = False

@@ -5,22 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from hems_rules.demo.broker import Mosquitto, mosquitto
 from hems_rules.errors import ConfigurationError
 from hems_rules.health import Faults
 from hems_rules.ruleset.rules import AutoWrites, MqttBroker, MqttSource
 from hems_rules.sources.mqtt import MqttVariables
-from tests.broker import Mosquitto
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
+    mosquitto() is None,
     reason="mosquitto is not installed (.ci/run installs it)",
 )
 
@@ -118,6 +117,31 @@ async def test_auto_writes_as_flashmq_would_publish_them(
     await publish(broker, "W/abc123/switch/815/Devices/0/S2/Auto", json.dumps({"value": 1}))
     await wait_until(lambda: len(seen.autos) == 3, what="three accepted writes")
     assert seen.autos == [(1, 0), (2, 1), (0, 1)]
+
+
+async def test_hostile_payloads_never_end_mqtt_input(
+    source: tuple[MqttVariables, Seen], broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    mqtt, seen = source
+    deep = "[" * 2000 + "]" * 2000
+    for topic, payload in (
+        ("ebus/tank", deep),
+        ("ebus/tank", json.dumps({"value": True})),
+        ("ebus/tank", '{"value": ' + "9" * 5000 + "}"),
+        ("shelly/x/rod", "1_0"),
+        ("shelly/x/rod", deep),
+        ("W/abc123/switch/815/Devices/1/S2/Auto", deep),
+        ("W/abc123/switch/815/Devices/" + "9" * 5000 + "/S2/Auto", '{"value": 1}'),
+    ):
+        await publish(broker, topic, payload)
+    await publish(broker, "ebus/tank", json.dumps({"value": 42}))
+    await wait_until(lambda: seen.values.get("tank") == 42, what="a value after the garbage")
+    assert mqtt.connections == 1 and "rod" not in seen.values and not seen.autos
+    assert "tank: ignored a payload on ebus/tank: nested deeper than 32 levels" in caplog.text
+    assert "true is not a number" in caplog.text
+    assert "(5000 characters) is too long for a number" in caplog.text
+    assert '"1_0" is not a number' in caplog.text
+    assert "Exceeds the limit" not in caplog.text
 
 
 async def test_values_become_unknown_when_the_broker_stays_away(

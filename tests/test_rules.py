@@ -22,7 +22,7 @@ site:
   battery_reservation: "5000 - SOC * 50 if SOC < 98 else 0"
   continuous_inverter_power: 4000
 variables:
-  tank_temp: {mqtt: {topic: ebus/ReservoirMiddle, json: value, stale_after: 5m}}
+  tank_temp: {http: {url: "http://127.0.0.1/tank", json: value, stale_after: 5m}}
   rod_temp: {shelly_temperature: {host: 127.0.0.1, sensor: 101}}
 consumers:
   - id: heater_l1

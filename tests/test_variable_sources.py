@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from hems_rules.core.inputs import Inputs
+from hems_rules.demo.broker import Mosquitto
 from hems_rules.sources.variables import VariableSources
-from tests.broker import Mosquitto
 from tests.conftest import rules_from, wait_until
 from tests.test_mqtt import broker, publish  # noqa: F401  (the broker fixture)
 from tests.test_mqtt import pytestmark as needs_mosquitto

@@ -8,14 +8,18 @@ released like any other (switched off once unless it says keep).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 
 from hems_rules.core.engine import decide
 from hems_rules.core.model import Decision, EngineState, Plan, Snapshot
+from hems_rules.core.reasons import Code, Reason
 from hems_rules.ruleset.rules import RuleSet
 
 log = logging.getLogger(__name__)
+
+REMOVED = Reason(Code.REMOVED)
 
 
 class Controller:
@@ -39,13 +43,9 @@ class Controller:
                 and remembered.on
                 and not old[consumer_id].release_keeps
             ):
-                reason = "released, switched off: removed from the rules"
-                self._orphans.append(
-                    Decision(consumer_id, "off", False, "removed", reason, command=False)
-                )
-        self.state = EngineState(
-            MappingProxyType({i: s for i, s in self.state.consumers.items() if i in new})
-        )
+                self._orphans.append(Decision(consumer_id, "off", False, REMOVED, command=False))
+        kept = MappingProxyType({i: s for i, s in self.state.consumers.items() if i in new})
+        self.state = replace(self.state, consumers=kept)
         self.rules = rules
 
     def cycle(self, snapshot: Snapshot, now: datetime) -> tuple[Plan, list[Decision]]:

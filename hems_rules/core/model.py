@@ -12,6 +12,7 @@ from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
+from hems_rules.core.reasons import Code, Reason
 from hems_rules.ruleset.rules import ConsumerPhase, Phase
 
 NO_LIMIT = -1.0
@@ -115,17 +116,28 @@ class EngineState:
     settling: Settling | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """One consumer's outcome of a cycle, with the reason in plain words."""
+    """One consumer's outcome of a cycle, and why.
+
+    `why` keeps the reason as a code and its numbers; `reason` is its plain words, made
+    when read (on D-Bus, in the log, on the status page), once per distinct reason.
+    """
 
     consumer: str
     state: DecisionState
     controlled: bool
-    code: str
-    reason: str
+    why: Reason
     command: bool | None = None  # switch the relay to this now; None leaves it alone
     power: float = 0.0  # W this consumer is counted for in the plan
+
+    @property
+    def code(self) -> Code:
+        return self.why.code
+
+    @property
+    def reason(self) -> str:
+        return self.why.text
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,23 @@
 """Reading other services: scan with GetItems, follow ItemsChanged and PropertiesChanged,
 and notice services appear and vanish (NameOwnerChanged). Writing with SetValue.
 
-One client connection serves every watch; signals are matched to a service by its
-unique name, which is how flashmq and dbusmonitor do it.
+One client connection serves every watch. A service is followed once, however many
+watches it has: one set of match rules, one GetItems scan when it appears, and its
+current values kept here, so a later watch is answered without a new scan.
+Signals are matched to a service by its unique name, as flashmq and dbusmonitor do.
+A watch that is closed stops its callbacks; the last one closed removes the match
+rules, so watches do not pile up over reloads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from dbus_fast import Message, MessageType, Variant
+from dbus_fast import Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
@@ -27,19 +32,63 @@ DBUS = "org.freedesktop.DBus"
 Values = dict[str, Value]
 
 
-@dataclass
-class _Watch:
+@dataclass(eq=False)
+class Watch:
+    """One watcher of one service: `on_values` gets its paths (all when `paths` is None)."""
+
     service: str
+    paths: frozenset[str] | None
     on_values: Callable[[Values], None]
     on_gone: Callable[[], None]
+    _close: Callable[[Watch], None]
+
+    def close(self) -> None:
+        """No more callbacks from now on."""
+        self._close(self)
+
+    def wants(self, values: Values) -> Values:
+        """This watch's part of `values`, as a dict of its own."""
+        if self.paths is None:
+            return dict(values)
+        if len(self.paths) < len(values):
+            return {p: values[p] for p in self.paths if p in values}
+        return {p: v for p, v in values.items() if p in self.paths}
+
+
+@dataclass(eq=False)
+class _Followed:
+    """A service with at least one watch, and its current values while it is present."""
+
+    name: str
+    watches: list[Watch] = field(default_factory=list)
     owner: str = ""
-    scanned: Values = field(default_factory=dict)
+    values: Values = field(default_factory=dict)
+    # Setting up (match rules, owner, first scan) and rescans happen one at a time.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    started: bool = False
+
+    def update(self, values: Values) -> None:
+        self.values.update(values)
+        for watch in list(self.watches):
+            part = watch.wants(values)
+            if part:
+                watch.on_values(part)
+
+
+def _matches(service: str) -> tuple[str, ...]:
+    return (
+        f"type='signal',interface='{BUSITEM}',member='ItemsChanged',sender='{service}'",
+        f"type='signal',interface='{BUSITEM}',member='PropertiesChanged',sender='{service}'",
+        f"type='signal',interface='{DBUS}',member='NameOwnerChanged',arg0='{service}'",
+    )
 
 
 class BusClient:
     def __init__(self, bus: MessageBus) -> None:
         self.bus = bus
-        self._watches: dict[str, list[_Watch]] = {}
+        self.scans = 0  # GetItems calls, for tests and benchmarks
+        self._followed: dict[str, _Followed] = {}
+        self._by_owner: dict[str, list[_Followed]] = {}
         self._tasks = Tasks("bus client")
         bus.add_message_handler(self._signal)
 
@@ -96,6 +145,7 @@ class BusClient:
         return list(reply.body)
 
     async def get_items(self, service: str) -> Values:
+        self.scans += 1
         (items,) = await self.call(service, "/", "GetItems")
         assert isinstance(items, dict)
         return {path: unwrap(entry.get("Value")) for path, entry in items.items()}
@@ -110,58 +160,138 @@ class BusClient:
         return result if isinstance(result, int) else -1
 
     async def watch(
-        self, service: str, on_values: Callable[[Values], None], on_gone: Callable[[], None]
-    ) -> None:
-        """Follow a service from now on; `on_values` gets the full scan, then each change."""
-        watch = _Watch(service, on_values, on_gone)
-        first = service not in self._watches
-        self._watches.setdefault(service, []).append(watch)
-        matches = (
-            f"type='signal',interface='{BUSITEM}',member='ItemsChanged',sender='{service}'",
-            f"type='signal',interface='{BUSITEM}',member='PropertiesChanged',sender='{service}'",
-            f"type='signal',interface='{DBUS}',member='NameOwnerChanged',arg0='{service}'",
-        )
-        for rule in matches if first else ():
-            await self._dbus("AddMatch", "s", [rule])
-        owner = await self.owner(service)
-        if owner:
-            await self._appeared(watch, owner)
-        else:
-            on_gone()
+        self,
+        service: str,
+        on_values: Callable[[Values], None],
+        on_gone: Callable[[], None],
+        *,
+        paths: Collection[str] | None = None,
+    ) -> Watch:
+        """Follow a service from now on: `on_values` gets the current values, then each
+        change, of `paths` (all when None); `on_gone` is called while it is absent.
 
-    async def _appeared(self, watch: _Watch, owner: str) -> None:
-        watch.owner = owner
-        try:
-            values = await self.get_items(watch.service)
-        except DBusError as err:
-            log.warning("cannot scan %s: %s", watch.service, err)
+        Close the returned watch when it is no longer needed.
+        """
+        followed = self._followed.get(service)
+        if followed is None:
+            followed = self._followed[service] = _Followed(service)
+        watch = Watch(
+            service,
+            None if paths is None else frozenset(paths),
+            on_values,
+            on_gone,
+            self._unwatch,
+        )
+        async with followed.lock:
+            followed.watches.append(watch)
+            if not followed.started:
+                followed.started = True
+                for rule in _matches(service):
+                    await self._dbus("AddMatch", "s", [rule])
+                self._set_owner(followed, await self.owner(service))
+                if followed.owner:
+                    await self._scan(followed)
+                    return watch
+        if not followed.owner:
+            on_gone()
+        elif current := watch.wants(followed.values):
+            on_values(current)
+        return watch
+
+    def _unwatch(self, watch: Watch) -> None:
+        followed = self._followed.get(watch.service)
+        if followed is None or watch not in followed.watches:
             return
-        log.info("%s is on the bus (%d paths)", watch.service, len(values))
-        watch.on_values(values)
+        followed.watches.remove(watch)
+        if followed.watches:
+            return
+        del self._followed[watch.service]
+        self._set_owner(followed, "")
+        if followed.started:
+            self._remove_matches(watch.service)
+
+    def _remove_matches(self, service: str) -> None:
+        """Sent without waiting for replies: the bus handles a connection's messages in
+        order, so the rules are gone before anything this client sends afterwards."""
+        if not self.bus.connected:
+            return
+        for rule in _matches(service):
+            sent = self.bus.send(
+                Message(
+                    destination=DBUS,
+                    path="/org/freedesktop/DBus",
+                    interface=DBUS,
+                    member="RemoveMatch",
+                    signature="s",
+                    body=[rule],
+                    flags=MessageFlag.NO_REPLY_EXPECTED,
+                )
+            )
+            sent.add_done_callback(_quiet)
+
+    def _set_owner(self, followed: _Followed, owner: str) -> None:
+        if followed.owner:
+            same = self._by_owner.get(followed.owner, [])
+            if followed in same:
+                same.remove(followed)
+            if not same:
+                self._by_owner.pop(followed.owner, None)
+        followed.owner = owner
+        if owner:
+            self._by_owner.setdefault(owner, []).append(followed)
+
+    async def _scan(self, followed: _Followed) -> None:
+        """One GetItems for every watch of the service; each gets what it wants."""
+        owner = followed.owner
+        try:
+            values = await self.get_items(followed.name)
+        except DBusError as err:
+            log.warning("cannot scan %s: %s", followed.name, err)
+            return
+        if followed.owner != owner or not followed.watches:
+            return  # it left (or was unwatched) while the scan was under way
+        log.info("%s is on the bus (%d paths)", followed.name, len(values))
+        followed.values = {}
+        followed.update(values)
+
+    async def _appeared(self, followed: _Followed) -> None:
+        async with followed.lock:
+            await self._scan(followed)
 
     def _signal(self, msg: Message) -> bool | None:
         if msg.message_type != MessageType.SIGNAL:
             return None
         if msg.member == "NameOwnerChanged" and msg.interface == DBUS:
             name, _, new_owner = msg.body
-            for watch in self._watches.get(name, []):
-                if new_owner:
-                    self._tasks.spawn(self._appeared(watch, new_owner), name=f"scan-{name}")
-                else:
-                    log.warning("%s left the bus", name)
-                    watch.owner = ""
+            followed = self._followed.get(name)
+            if followed is None or not followed.started:
+                return None
+            self._set_owner(followed, new_owner)
+            if new_owner:
+                self._tasks.spawn(self._appeared(followed), name=f"scan-{name}")
+            else:
+                log.warning("%s left the bus", name)
+                followed.values = {}
+                for watch in list(followed.watches):
                     watch.on_gone()
             return None
-        if msg.interface != BUSITEM:
+        if msg.interface != BUSITEM or msg.sender not in self._by_owner:
             return None
-        for watch in (w for ws in self._watches.values() for w in ws):
-            if watch.owner and watch.owner == msg.sender:
-                if msg.member == "ItemsChanged":
-                    changes = {p: unwrap(e.get("Value")) for p, e in msg.body[0].items()}
-                    watch.on_values(changes)
-                elif msg.member == "PropertiesChanged" and "Value" in msg.body[0]:
-                    watch.on_values({str(msg.path): unwrap(msg.body[0]["Value"])})
+        if msg.member == "ItemsChanged":
+            changes = {p: unwrap(e.get("Value")) for p, e in msg.body[0].items()}
+        elif msg.member == "PropertiesChanged" and "Value" in msg.body[0]:
+            changes = {str(msg.path): unwrap(msg.body[0]["Value"])}
+        else:
+            return None
+        for followed in list(self._by_owner.get(msg.sender, ())):
+            followed.update(changes)
         return None
+
+
+def _quiet(sent: asyncio.Future[None]) -> None:
+    """A message that could not be sent on a closing connection is no news."""
+    if not sent.cancelled():
+        sent.exception()
 
 
 @asynccontextmanager

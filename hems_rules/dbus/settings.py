@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from dbus_fast import Variant
 
-from hems_rules.dbus.client import BusClient, Values
+from hems_rules.dbus.client import BusClient, Values, Watch
 from hems_rules.dbus.service import BusService, DbusError
 from hems_rules.dbus.variants import Value, unwrap
 from hems_rules.tasks import Tasks
@@ -79,16 +79,11 @@ class SettingsClient:
     async def set(self, path: str, value: Variant) -> bool:
         return await self.client.set_value(SETTINGS, path, value) == 0
 
-    async def follow(self, paths: Sequence[str], on_change: Callable[[Values], None]) -> None:
-        """Call `on_change` with the watched paths whenever any of them changes."""
-        wanted = set(paths)
-
-        def filtered(values: Values) -> None:
-            mine = {p: v for p, v in values.items() if p in wanted}
-            if mine:
-                on_change(mine)
-
-        await self.client.watch(SETTINGS, filtered, lambda: log.warning("%s left", SETTINGS))
+    async def follow(self, paths: Sequence[str], on_change: Callable[[Values], None]) -> Watch:
+        """Call `on_change` with the watched paths now and whenever any of them changes."""
+        return await self.client.watch(
+            SETTINGS, on_change, lambda: log.warning("%s left", SETTINGS), paths=paths
+        )
 
 
 def instance_of(class_and_instance: str) -> int:
@@ -98,11 +93,12 @@ def instance_of(class_and_instance: str) -> int:
 
 async def follow_instance(
     settings: SettingsClient, path: str, service: BusService, tasks: Tasks
-) -> None:
+) -> Watch:
     """Move `service` when its ClassAndVrmInstance setting changes (the GX's device list).
 
     flashmq caches a service's instance from its first scan, so the name is released and
-    requested again: MQTT topics then move to the new instance.
+    requested again: MQTT topics then move to the new instance. Close the watch when the
+    service goes for good.
     """
 
     def changed(values: Values) -> None:
@@ -113,7 +109,7 @@ async def follow_instance(
         if instance != service["/DeviceInstance"]:
             tasks.spawn(_move(service, instance), name=f"move-{service.name}")
 
-    await settings.follow([path], changed)
+    return await settings.follow([path], changed)
 
 
 async def _move(service: BusService, instance: int) -> None:

@@ -5,14 +5,21 @@ against a simulated GX (system and settings services) and emulated Shellies on
 loopback; every Shelly host of the rules is mapped to its emulator, so the demo never
 contacts the LAN. The solar day (PV with clouds, house load, battery SOC, tank
 temperature) is the world the GX measures; time runs `speed` times faster.
+
+MQTT variables reach the appliance through its real MQTT source: the day publishes them
+to a private mosquitto that site.mqtt is mapped to (when mosquitto is installed; else
+the day sets them directly). HTTP variables are always set directly: their polling runs
+in real time (every 10 s), which is ten simulated minutes at 60x.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,15 +27,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+import aiomqtt
+
 from hems_rules.app import App, AppOptions
 from hems_rules.core.inputs import Inputs, SystemValue
 from hems_rules.dbus.variants import Value
+from hems_rules.demo.broker import Mosquitto, mosquitto
 from hems_rules.demo.bus import PrivateBus
 from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet, load_rules
-from hems_rules.ruleset.rules import PHASES, HistoryConfig, PageConfig, ShellyEndpoint
+from hems_rules.ruleset.rules import (
+    PHASES,
+    HistoryConfig,
+    MqttBroker,
+    MqttSource,
+    PageConfig,
+    ShellyEndpoint,
+)
 from hems_rules.simulate.day import Cloud, SolarDay
 
 log = logging.getLogger(__name__)
@@ -62,12 +79,15 @@ class DemoWorld:
         system: SimulatedSystem,
         inputs: Inputs,
         shellies: Mapping[str, EmulatedShelly],
+        mqtt: aiomqtt.Client | None = None,
     ) -> None:
         self.rules = rules
         self.system = system
         self.inputs = inputs
         self.shellies = shellies
         self.base: dict[str, SystemValue] = {}
+        self._mqtt = mqtt
+        self._published: dict[str, tuple[MqttSource, float | None]] = {}
 
     def drawn(self, consumer_id: str) -> float:
         consumer = self.rules.consumer(consumer_id)
@@ -85,7 +105,36 @@ class DemoWorld:
         self.system.update(metered)
 
     def set_variable(self, name: str, value: float | None, t: float) -> None:
-        self.inputs.set_variable(name, value, t)
+        variable = self.rules.variables.get(name)
+        if self._mqtt is not None and variable and isinstance(variable.source, MqttSource):
+            self._published[name] = (variable.source, value)  # sent by publish()
+        else:
+            self.inputs.set_variable(name, value, t)
+
+    def shown(self, now: float) -> list[str]:
+        """Each variable as the appliance has it, and how it got there."""
+        shown = []
+        for name, variable in self.rules.variables.items():
+            value = self.inputs.variable(name, now)
+            how = "via MQTT" if self._mqtt and isinstance(variable.source, MqttSource) else "set"
+            shown.append(f"{name} {'unknown' if value is None else f'{value:g}'} ({how})")
+        return shown
+
+    async def publish(self) -> None:
+        """Send the MQTT variables the day has set, as the device behind each topic would."""
+        if self._mqtt is None:
+            return
+        published, self._published = self._published, {}
+        for source, value in published.values():
+            await self._mqtt.publish(source.topic, payload(source.json, value), retain=True)
+
+
+def payload(json_path: str | None, value: float | None) -> str:
+    """`value` where `json_path` finds it: {"a": {"b": 1.5}} for a.b, or the bare number."""
+    data: object = value
+    for key in reversed((json_path or "").split(".") if json_path else []):
+        data = {key: data}
+    return json.dumps(data)
 
 
 def emulate(rules: RuleSet) -> dict[str, EmulatedShelly]:
@@ -118,6 +167,8 @@ def render(loop: EngineLoop, world: DemoWorld, day: SolarDay, clock: VirtualCloc
     surplus = "  ".join(f"{p} {plan.surplus.get(p, 0.0):6.0f} W" for p in PHASES if plan.surplus)
     dc = "" if plan.dc_pool is None else f"  DC {plan.dc_pool:6.0f} W"
     lines.append(f"battery reservation {reservation}   surplus {surplus}{dc}")
+    if world.rules.variables:
+        lines.append("variables " + "   ".join(world.shown(clock.seconds())))
     lines.append("")
     rules = loop.controller.rules
     ranked = sorted(plan.decisions, key=lambda d: rules.consumer(d.consumer).priority)
@@ -175,8 +226,20 @@ async def run_demo(
     with contextlib.ExitStack() as private:
         if bus_address is None:
             bus_address = private.enter_context(PrivateBus()).address
+        broker = None
+        if rules.site.mqtt is not None and mosquitto() is not None:
+            directory = private.enter_context(tempfile.TemporaryDirectory(prefix="hems-mqtt-"))
+            broker = Mosquitto(Path(directory))
+            broker.start()
+            private.callback(broker.stop)
         return await _run(
-            rules, rules_dir, bus_address=bus_address, speed=speed, duration=duration, out=out
+            rules,
+            rules_dir,
+            bus_address=bus_address,
+            broker=broker,
+            speed=speed,
+            duration=duration,
+            out=out,
         )
 
 
@@ -185,6 +248,7 @@ async def _run(
     rules_dir: Path,
     *,
     bus_address: str,
+    broker: Mosquitto | None,
     speed: float,
     duration: float | None,
     out: TextIO,
@@ -201,6 +265,10 @@ async def _run(
                 return "127.0.0.1", shellies[consumer.id].port
         raise LookupError(endpoint)
 
+    def private_broker(_: MqttBroker) -> tuple[str, int] | None:
+        # Only the demo's own broker: never the one the rules name on this machine.
+        return None if broker is None else ("127.0.0.1", broker.port)
+
     options = AppOptions(
         rules_dir=rules_dir,
         bus_address=bus_address,
@@ -208,15 +276,19 @@ async def _run(
         poll_interval=0.5,
         monotonic=clock.seconds,
         wall=clock.wall,
-        variable_sources=False,
+        broker_address=private_broker,
+        http_sources=False,
     )
     async with contextlib.AsyncExitStack() as stack:
         settings = await stack.enter_async_context(SimulatedSettings(bus_address))
         system = await stack.enter_async_context(SimulatedSystem(bus_address))
         for device in {id(d): d for d in shellies.values()}.values():
             await stack.enter_async_context(device)
+        mqtt = None
+        if broker is not None:
+            mqtt = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", broker.port))
         app = App(options, rules)
-        world = DemoWorld(rules, system, app.inputs, shellies)
+        world = DemoWorld(rules, system, app.inputs, shellies, mqtt)
         day.apply(0.0, world)
         stop = asyncio.Event()
         running = asyncio.create_task(app.run(stop), name="hems-rules")
@@ -233,6 +305,7 @@ async def _run(
         try:
             while duration is None or time.monotonic() - started < duration:
                 day.apply(clock.seconds(), world)
+                await world.publish()
                 screen = render(app.loop, world, day, clock)
                 if tty:
                     out.write("\x1b[2J\x1b[H" + screen + "\n")

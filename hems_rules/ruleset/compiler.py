@@ -6,6 +6,10 @@ column and the path in the document; a load with any problem yields no RuleSet.
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -30,18 +34,63 @@ from hems_rules.ruleset.rules import (
     Variable,
     VariableSource,
 )
-from hems_rules.ruleset.yamldoc import PathPart, YamlDocument, parse_yaml
+from hems_rules.ruleset.yamldoc import MAX_CHARS, PathPart, YamlDocument, parse_yaml
 
 RULE_SUFFIXES = (".yaml", ".yml")
 
 
 def rule_files(directory: Path) -> list[Path]:
-    """The rule files of a directory, in the order they are merged."""
+    """What the rules of a directory are read from, in the order they are merged.
+
+    Every visible *.yaml / *.yml entry counts, so a dangling link or a directory named
+    like a rule file is reported by `read_rule_file` instead of being skipped: rules
+    that silently vanish would release their consumers.
+    """
     return sorted(
-        p
-        for p in directory.iterdir()
-        if p.suffix in RULE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        p for p in directory.iterdir() if p.suffix in RULE_SUFFIXES and not p.name.startswith(".")
     )
+
+
+def read_rule_file(path: Path) -> str:
+    """The text of one rule file; RulesError saying what it is if it is not one.
+
+    Opened without blocking, so a FIFO named like a rule file cannot hang a load.
+    """
+
+    def refuse(message: str) -> RulesError:
+        return RulesError([Problem(str(path), 1, 1, "", message)])
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise refuse(f"a symbolic link to {os.readlink(path)}, which does not exist") from None
+        raise refuse("vanished while it was read") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise refuse("a loop of symbolic links") from None
+        raise refuse(f"cannot read: {err.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise refuse("a directory, not a rule file" if stat.S_ISDIR(mode) else "not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(MAX_CHARS * 4 + 1)  # UTF-8: at most 4 bytes a character
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise refuse(f"not UTF-8 text: byte {err.start} is {data[err.start]:#04x}") from None
+
+
+def topic_filter_problem(topic: str) -> str | None:
+    """Why `topic` is not an MQTT topic filter (MQTT 3.1.1, 4.7.1), or None."""
+    levels = topic.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            return "# only as the last level"
+        if "+" in level and level != "+":
+            return "+ only as a whole level"
+    return None
 
 
 @dataclass
@@ -76,11 +125,19 @@ class _Compiler:
         reservation = self.expression(
             located, ("site", "battery_reservation"), raw["battery_reservation"], RESERVATION_NAMES
         )
+        if reservation is not None:
+            self.reservation_computes(located, reservation)
         mqtt = raw.get("mqtt")
         web, history = raw["web"], raw["history"]
         if web["enabled"] and web["control"] and "password" not in web:
             self.problems.append(
                 located.problem(("site", "web", "control"), "control needs a password")
+            )
+        portal = ((mqtt or {}).get("auto_writes") or {}).get("portal", "+")
+        if portal != "+" and any(c in portal for c in "/+#"):
+            path = ("site", "mqtt", "auto_writes", "portal")
+            self.problems.append(
+                located.problem(path, f"{json.dumps(portal)} is not one topic level")
             )
         return Site(
             battery_reservation=reservation or compile_expression("0", RESERVATION_NAMES),
@@ -117,6 +174,17 @@ class _Compiler:
             else None,
         )
 
+    def reservation_computes(self, doc: YamlDocument, reservation: Expression) -> None:
+        """A reservation that fails at every SOC would keep every secondary off for good."""
+        errors = [reservation.evaluate({"SOC": float(soc)}).error for soc in range(101)]
+        if all(errors):
+            self.problems.append(
+                doc.problem(
+                    ("site", "battery_reservation"),
+                    f"fails at every SOC from 0 to 100 % ({errors[0]})",
+                )
+            )
+
     def variable(self, doc: YamlDocument, name: str, spec: dict[str, Any]) -> Variable:
         path: tuple[PathPart, ...] = ("variables", name)
         kind, body = next(iter(spec.items()))
@@ -125,6 +193,10 @@ class _Compiler:
         source: VariableSource
         if kind == "mqtt":
             source = MqttSource(topic=body["topic"], json=body.get("json"), stale_after=stale)
+            why = topic_filter_problem(source.topic)
+            if why:
+                message = f"{json.dumps(source.topic)} is not an MQTT topic filter: {why}"
+                self.problems.append(doc.problem((*at, "topic"), message))
         elif kind == "dbus":
             source = DbusSource(service=body["service"], path=body["path"], stale_after=stale)
         elif kind == "http":
@@ -234,10 +306,14 @@ def _first_places(
     return site_doc, variables
 
 
-def compile_documents(docs: list[YamlDocument], problems: list[Problem] | None = None) -> RuleSet:
+def compile_documents(
+    docs: list[YamlDocument], problems: list[Problem] | None = None, *, live: bool = False
+) -> RuleSet:
     """Merge and compile parsed documents; RulesError with every problem found.
 
     `problems` already found (files that did not parse) are reported with the rest.
+    `live` rules will read real sources, so an mqtt variable needs a broker (a scenario
+    sets its variables itself).
     """
     problems = list(problems or [])
     for doc in docs:
@@ -258,9 +334,15 @@ def compile_documents(docs: list[YamlDocument], problems: list[Problem] | None =
         name: compiler.variable(doc, name, doc.data["variables"][name])
         for name, (doc, _) in variable_places.items()
     }
+    if live and site.mqtt is None:
+        for name, (doc, place) in variable_places.items():
+            if isinstance(variables[name].source, MqttSource):
+                message = "needs site.mqtt, the broker to subscribe to"
+                problems.append(doc.problem((*place, "mqtt"), message, key=True))
     names = frozenset(variables)
     consumers: list[Consumer] = []
     first_id: dict[str, tuple[YamlDocument, tuple[PathPart, ...]]] = {}
+    relays: dict[tuple[str, int, int], tuple[str, YamlDocument, tuple[PathPart, ...]]] = {}
     for doc in docs:
         for index, spec in enumerate((doc.data or {}).get("consumers") or []):
             path: tuple[PathPart, ...] = ("consumers", index, "id")
@@ -273,8 +355,19 @@ def compile_documents(docs: list[YamlDocument], problems: list[Problem] | None =
                 continue
             first_id[spec["id"]] = (doc, path)
             consumer = compiler.consumer(doc, index, spec, site, names)
-            if consumer is not None:
-                consumers.append(consumer)
+            if consumer is None:
+                continue
+            consumers.append(consumer)
+            relay = (consumer.shelly.host.lower(), consumer.shelly.port, consumer.shelly.switch)
+            shelly: tuple[PathPart, ...] = ("consumers", index, "shelly")
+            if relay in relays:
+                other, other_doc, other_path = relays[relay]
+                line, _ = other_doc.locate(other_path)
+                where = f"{other_doc.file}:{line}"
+                message = f"the same relay as {other} ({where}), which would fight it"
+                problems.append(doc.problem(shelly, message))
+            else:
+                relays[relay] = (consumer.id, doc, shelly)
     if problems:
         raise RulesError(problems)
     return RuleSet(
@@ -296,12 +389,12 @@ def load_rules(directory: Path | str) -> RuleSet:
         raise RulesError([Problem(str(directory), 1, 1, "", "no rule files (*.yaml) here")])
     for path in files:
         try:
-            text = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            problems.append(Problem(str(path), 1, 1, "", f"cannot read: {err}"))
+            text = read_rule_file(path)
+        except RulesError as err:
+            problems.extend(err.problems)
             continue
         doc, found = parse_yaml(str(path), text)
         problems.extend(found)
         if doc is not None:
             docs.append(doc)
-    return compile_documents(docs, problems)
+    return compile_documents(docs, problems, live=True)

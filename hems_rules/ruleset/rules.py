@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Literal
 
@@ -182,7 +183,14 @@ class RuleSet:
             raise ValueError("consumer ids must be unique")
 
     def consumer(self, consumer_id: str) -> Consumer:
-        for consumer in self.consumers:
-            if consumer.id == consumer_id:
-                return consumer
-        raise KeyError(consumer_id)
+        return self.by_id[consumer_id]
+
+    @cached_property
+    def by_id(self) -> Mapping[str, Consumer]:
+        return MappingProxyType({c.id: c for c in self.consumers})
+
+    @cached_property
+    def ranked(self) -> tuple[Consumer, ...]:
+        """The consumers in the order they are served: priority, then order in the rules."""
+        order = sorted(enumerate(self.consumers), key=lambda item: (item[1].priority, item[0]))
+        return tuple(consumer for _, consumer in order)

@@ -21,6 +21,7 @@ import logging
 from typing import Self
 
 from hems_rules.core.model import CycleResult
+from hems_rules.dbus.client import Watch
 from hems_rules.dbus.service import BusService
 from hems_rules.dbus.settings import SettingsClient, follow_instance
 from hems_rules.numbers import number
@@ -53,6 +54,7 @@ class VrmBatteries:
         self.consumers: dict[str, BusService] = {}
         self._names: dict[str, str] = {}
         self._rules = rules
+        self._instances: dict[str, Watch] = {}  # each service's ClassAndVrmInstance watch
         self._tasks = Tasks("VRM battery view")
 
     async def __aenter__(self) -> Self:
@@ -71,7 +73,7 @@ class VrmBatteries:
             name, self.address, await device_instance(self.settings, path, wanted), product
         )
         await service.register()
-        await follow_instance(self.settings, path, service, self._tasks)
+        self._instances[name] = await follow_instance(self.settings, path, service, self._tasks)
         return service
 
     async def start(self, rules: RuleSet) -> None:
@@ -85,6 +87,7 @@ class VrmBatteries:
         wanted = {c.id: c for c in rules.consumers if c.vrm}
         self._names = {i: c.name for i, c in wanted.items()}
         for consumer_id in [i for i in self.consumers if i not in wanted]:
+            self._instances.pop(consumer_id).close()
             await self.consumers.pop(consumer_id).close()
         for offset, consumer in enumerate(wanted.values(), start=1):
             if consumer.id not in self.consumers:

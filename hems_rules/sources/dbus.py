@@ -6,6 +6,7 @@ A service that vanishes makes its values unknown, never zero.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from dbus_fast import Variant
 
 from hems_rules.core.inputs import Inputs
 from hems_rules.core.model import NO_LIMIT, Settings
-from hems_rules.dbus.client import BusClient, Values
+from hems_rules.dbus.client import BusClient, Values, Watch
 from hems_rules.dbus.settings import Setting, SettingsClient
 from hems_rules.errors import ExpressionError
 from hems_rules.expressions import RESERVATION_NAMES, compile_expression
@@ -32,6 +33,8 @@ MODE = "/Settings/HEMS/Mode"
 EQUATION = "/Settings/HEMS/BatteryReservationEquation"
 INVERTER_POWER = "/Settings/HEMS/ContinuousInverterPower"
 ACTIVE_BMS = "/ActiveBmsService"
+MAX_CURRENT = "/Info/MaxChargeCurrent"
+MAX_VOLTAGE = "/Info/MaxChargeVoltage"
 
 SYSTEM_PATHS = frozenset(
     [f"/Ac/{kind}/{p}/Power" for kind in ("PvOnGrid", "PvOnOutput", "Consumption") for p in PHASES]
@@ -52,20 +55,30 @@ class SystemSource:
         self.client = client
         self.inputs = inputs
         self.bms: str | None = None
+        self._bms_watch: Watch | None = None
+        self._watches: list[Watch] = []
         self._tasks = Tasks("system source")
 
     async def __aenter__(self) -> Self:
-        await self.client.watch(SYSTEM, self._system, self._system_gone)
-        await self.client.watch(SETTINGS, self._settings, lambda: self.inputs.set_hub4_mode(None))
+        self._watches = [
+            await self.client.watch(SYSTEM, self._system, self._system_gone, paths=SYSTEM_PATHS),
+            await self.client.watch(
+                SETTINGS,
+                self._settings,
+                lambda: self.inputs.set_hub4_mode(None),
+                paths=[HUB4_MODE],
+            ),
+        ]
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._tasks.aclose()
+        for watch in [*self._watches, self._bms_watch]:
+            if watch is not None:
+                watch.close()
 
     def _system(self, values: Values) -> None:
-        mine = {p: v for p, v in values.items() if p in SYSTEM_PATHS}
-        if mine:
-            self.inputs.update_system(mine)
+        self.inputs.update_system(values)
         if ACTIVE_BMS in values:
             active = values[ACTIVE_BMS]
             self._follow_bms(active if isinstance(active, str) and active else None)
@@ -83,22 +96,31 @@ class SystemSource:
             return
         self.bms = service
         self.inputs.set_battery_limits(None, None)
+        if self._bms_watch is not None:
+            self._bms_watch.close()
+            self._bms_watch = None
         if service is None:
             return
         log.info("following the active BMS %s", service)
+        self._tasks.spawn(self._watch_bms(service), name=f"watch-{service}")
 
+    async def _watch_bms(self, service: str) -> None:
         def values(changed: Values) -> None:
             if self.bms != service:
                 return
-            current = number(changed.get("/Info/MaxChargeCurrent", self.inputs.max_charge_current))
-            voltage = number(changed.get("/Info/MaxChargeVoltage", self.inputs.max_charge_voltage))
+            current = number(changed.get(MAX_CURRENT, self.inputs.max_charge_current))
+            voltage = number(changed.get(MAX_VOLTAGE, self.inputs.max_charge_voltage))
             self.inputs.set_battery_limits(current, voltage)
 
         def gone() -> None:
             if self.bms == service:
                 self.inputs.set_battery_limits(None, None)
 
-        self._tasks.spawn(self.client.watch(service, values, gone), name=f"watch-{service}")
+        watch = await self.client.watch(service, values, gone, paths=[MAX_CURRENT, MAX_VOLTAGE])
+        if self.bms == service and self._bms_watch is None:
+            self._bms_watch = watch
+        else:
+            watch.close()  # the system named another BMS meanwhile
 
 
 class HemsSettings:
@@ -164,8 +186,8 @@ class DbusVariables:
         self.inputs = inputs
         self.clock = clock
         self._rules = rules
-        self._watched: dict[str, DbusSource] = {}
-        self._current: dict[str, DbusSource] = {}
+        self._watches: dict[str, tuple[DbusSource, Watch]] = {}
+        self._starting = asyncio.Lock()  # reloads in quick succession apply in order
         self._tasks = Tasks("dbus variables")
 
     async def __aenter__(self) -> Self:
@@ -174,30 +196,32 @@ class DbusVariables:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._tasks.aclose()
+        for _, watch in self._watches.values():
+            watch.close()
+        self._watches.clear()
 
     async def start(self, rules: RuleSet) -> None:
-        self._current = {
+        """Watch what the rules name; stop watching what they no longer name."""
+        wanted = {
             n: v.source for n, v in rules.variables.items() if isinstance(v.source, DbusSource)
         }
-        for name, source in self._current.items():
-            if self._watched.get(name) != source:
-                self._watched[name] = source
-                await self._watch(name, source)
+        async with self._starting:
+            for name, (source, watch) in list(self._watches.items()):
+                if wanted.get(name) != source:
+                    watch.close()
+                    del self._watches[name]
+            for name, source in wanted.items():
+                if name not in self._watches:
+                    self._watches[name] = (source, await self._watch(name, source))
 
     def use_rules(self, rules: RuleSet) -> None:
         self._tasks.spawn(self.start(rules), name="dbus-variables")
 
-    async def _watch(self, name: str, source: DbusSource) -> None:
-        def current() -> bool:
-            # A watch outlives a reload that drops or moves its variable; it then stays quiet.
-            return self._current.get(name) == source
-
+    async def _watch(self, name: str, source: DbusSource) -> Watch:
         def values(changed: Values) -> None:
-            if current() and source.path in changed:
-                self.inputs.set_variable(name, number(changed[source.path]), self.clock())
+            self.inputs.set_variable(name, number(changed[source.path]), self.clock())
 
         def gone() -> None:
-            if current():
-                self.inputs.set_variable(name, None, self.clock())
+            self.inputs.set_variable(name, None, self.clock())
 
-        await self.client.watch(source.service, values, gone)
+        return await self.client.watch(source.service, values, gone, paths=[source.path])

@@ -18,7 +18,7 @@ from hems_rules.errors import ConfigurationError, TransientError
 from hems_rules.health import Faults, Health
 from hems_rules.ruleset.rules import HttpSource
 from hems_rules.shelly.digest import DigestAuth
-from hems_rules.sources.payloads import extract
+from hems_rules.sources.payloads import MAX_CHARS, PayloadError, extract
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class HttpPoller:
             if self._auth is not None and self._auth.ready:
                 headers["Authorization"] = self._auth.header("GET", uri)
             async with self._session.get(self.url, headers=headers, timeout=self._timeout) as reply:
-                body = await reply.read()
+                body = await _read(reply)
                 challenge = reply.headers.get("WWW-Authenticate", "")
                 if (
                     reply.status == 401
@@ -119,3 +119,13 @@ class HttpPoller:
                     raise HttpUnreachableError(f"HTTP {reply.status}")
                 return body
         raise AssertionError("unreachable")
+
+
+async def _read(reply: aiohttp.ClientResponse) -> bytes:
+    """The body, refused as soon as it passes the payload bound (a device may send forever)."""
+    body = bytearray()
+    async for chunk in reply.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > MAX_CHARS:
+            raise PayloadError(f"longer than {MAX_CHARS // 1000} kB")
+    return bytes(body)

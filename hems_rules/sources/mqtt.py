@@ -14,7 +14,6 @@ mistaken for a steady value either.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -24,13 +23,13 @@ import aiomqtt
 from hems_rules.errors import ConfigurationError, TransientError
 from hems_rules.health import Faults, Health
 from hems_rules.ruleset.rules import AutoWrites, MqttBroker, MqttSource
-from hems_rules.sources.payloads import extract
+from hems_rules.sources.payloads import extract, load_json
 
 log = logging.getLogger(__name__)
 
 VariableReport = Callable[[str, float | None], None]
 AutoReport = Callable[[int, int], bool]  # (device number, value) -> accepted
-_AUTO_PATH = re.compile(r"/Devices/(\d+)/S2/Auto$")
+_AUTO_PATH = re.compile(r"/Devices/([0-9]{1,9})/S2/Auto$")
 
 # Seconds without a broker before its values become unknown: long enough for a broker
 # restart (FlashMQ on a GX, mosquitto) to pass unnoticed, short next to the minutes a
@@ -155,7 +154,7 @@ class MqttVariables:
             self._report(name, None)
 
     def _handle(self, topic: str, payload: object) -> None:
-        raw = payload if isinstance(payload, (bytes, str)) else str(payload)
+        raw = bytes(payload) if isinstance(payload, (bytes, bytearray)) else str(payload)
         writes = self.broker.auto_writes
         if (
             self._auto is not None
@@ -178,9 +177,10 @@ class MqttVariables:
         assert self._auto is not None
         match = _AUTO_PATH.search(topic)
         try:
-            value = json.loads(raw)["value"] if match else None
-        except (ValueError, TypeError, KeyError):
-            value = None
+            data = load_json(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
+        except ValueError:
+            data = None
+        value = data.get("value") if match and isinstance(data, dict) else None
         if match is None or value is None or not (isinstance(value, bool) or value in (0, 1)):
             log.warning('ignored Auto write on %s: payload must be {"value": 0|1}', topic)
             return

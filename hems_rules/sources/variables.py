@@ -7,6 +7,7 @@ freezes because its task died.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -16,12 +17,19 @@ import aiohttp
 
 from hems_rules.core.inputs import Inputs
 from hems_rules.health import Faults
-from hems_rules.ruleset.rules import HttpSource, MqttSource, RuleSet
+from hems_rules.ruleset.rules import HttpSource, MqttBroker, MqttSource, RuleSet
 from hems_rules.sources.http import HttpPoller
 from hems_rules.sources.mqtt import AutoReport, MqttVariables
 from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
+
+# Where site.mqtt is reached; None: not at all (the demo without a broker of its own).
+BrokerAddress = Callable[[MqttBroker], tuple[str, int] | None]
+
+
+def broker_as_configured(broker: MqttBroker) -> tuple[str, int] | None:
+    return broker.host, broker.port
 
 
 class VariableSources:
@@ -33,13 +41,18 @@ class VariableSources:
         rules: RuleSet,
         on_auto: AutoReport,
         clock: Callable[[], float] = time.monotonic,
+        *,
         faults: Faults | None = None,
+        broker_address: BrokerAddress = broker_as_configured,
+        http: bool = True,
     ) -> None:
         self.inputs = inputs
         self._rules = rules
         self._on_auto = on_auto
         self._clock = clock
         self._faults = faults
+        self._broker_address = broker_address
+        self._http = http
         self._session: aiohttp.ClientSession | None = None
         self._tasks = Tasks("variable sources")
         self._key: object = None
@@ -71,13 +84,15 @@ class VariableSources:
         self._tasks.cancel()
         mqtt = {n: v.source for n, v in rules.variables.items() if isinstance(v.source, MqttSource)}
         broker = rules.site.mqtt
-        if broker is not None and (mqtt or broker.auto_writes):
+        address = None if broker is None else self._broker_address(broker)
+        if broker is not None and address is not None and (mqtt or broker.auto_writes):
+            broker = dataclasses.replace(broker, host=address[0], port=address[1])
             source = MqttVariables(broker, mqtt, self.report, self._on_auto, faults=self._faults)
             self._tasks.keep_running("mqtt", source.run)
-        elif mqtt:
+        elif mqtt and broker is None:
             log.warning("MQTT variables %s need site.mqtt", ", ".join(mqtt))
         for name, variable in rules.variables.items():
-            if isinstance(variable.source, HttpSource):
+            if self._http and isinstance(variable.source, HttpSource):
                 poller = HttpPoller(
                     name, variable.source, self._session, self.report, faults=self._faults
                 )

@@ -1,4 +1,4 @@
-"""A real mosquitto on loopback for tests, restartable on the same port."""
+"""A real mosquitto on loopback for the demo and the tests, restartable on the same port."""
 
 from __future__ import annotations
 
@@ -7,6 +7,16 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+from hems_rules.errors import HemsError
+
+
+def mosquitto() -> str | None:
+    """The mosquitto binary, if installed (Debian puts it in /usr/sbin)."""
+    found = shutil.which("mosquitto")
+    if found is None and Path("/usr/sbin/mosquitto").exists():
+        found = "/usr/sbin/mosquitto"
+    return found
 
 
 def free_port() -> int:
@@ -17,7 +27,9 @@ def free_port() -> int:
 
 class Mosquitto:
     def __init__(self, directory: Path, *, anonymous: bool = True) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        binary = mosquitto()
+        if binary is None:
+            raise HemsError("mosquitto is not installed (Debian: apt-get install mosquitto)")
         self.binary = binary
         self.port = free_port()
         self.config = directory / "mosquitto.conf"

@@ -1,0 +1,267 @@
+"""Step 3 of a cycle: the priority walk that hands out the surplus and the inverter's power.
+
+DESIGN §5.2-§5.5 and §5.10. Consumers held by min_on are booked first for the surplus;
+then, strictly by priority, a running consumer keeps what it draws while it clears its
+bar and fits the inverter limit, and an off one starts when its nominal power fits.
+While switches are settling, nothing is switched because of surplus or deficit.
+"""
+
+from __future__ import annotations
+
+from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot
+from hems_rules.core.observe import Entry, draw
+from hems_rules.core.reasons import Code, Reason, balance, seconds
+from hems_rules.core.surplus import EPSILON, Pool, Reservation
+from hems_rules.ruleset.rules import Consumer, Phase, RuleSet
+
+
+class Allocation:
+    """The working state of one cycle: outcomes so far and what is left to give."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        snapshot: Snapshot,
+        t: float,
+        reservation: Reservation,
+    ) -> None:
+        self.rules = rules
+        self.snapshot = snapshot
+        self.t = t
+        self.reservation = reservation
+        self.states: dict[str, ConsumerState] = {}
+        self.decisions: dict[str, Decision] = {}
+        self.pool: Pool | None = None
+        self.projected: dict[Phase, float] = {}  # consumption of what this plan keeps
+        self.held_later: dict[Phase, float] = {}  # loads held by min_on further down the walk
+        self.limits: dict[Phase, float | None] = {}
+        self.waiting: Settling | None = None  # switches the meters do not show yet
+        self._waiting: dict[bool, Reason] = {}
+
+    def held(self, state: ConsumerState, minimum: float) -> float:
+        """Seconds a min_on / min_off timer still holds, 0 when it does not."""
+        if state.switched_at is None or minimum <= 0:
+            return 0.0
+        return max(0.0, state.switched_at + minimum - self.t)
+
+    def left(self, left: float, consumer: Consumer) -> tuple[int, bool, float]:
+        """What is left after a consumer against its bar (R, or 0 for a primary)."""
+        reserved = 0.0 if consumer.primary else (self.reservation.watts or 0.0)
+        return (*balance(left, reserved), reserved)
+
+    def gate(self, consumer: Consumer, left: float, margin: float) -> bool:
+        """Whether what is left after this consumer clears its bar (margin signed by caller)."""
+        if consumer.primary:
+            return left >= margin - EPSILON
+        reserved = self.reservation.watts
+        return reserved is not None and left >= reserved + margin - EPSILON
+
+    def over_limit(self, consumer: Consumer, power: float, *, starting: bool) -> Phase | None:
+        """The first phase whose continuous inverter power this load would exceed, if any.
+
+        A running load must fit after the higher-priority loads this plan keeps; a load
+        switching on must also leave room for the loads held by min_on further down.
+        """
+        for phase, share in consumer.shares(power):
+            limit = self.limits.get(phase)
+            if limit is None:
+                continue
+            projected = self.projected.get(phase, 0.0) + share
+            if starting:
+                projected += self.held_later.get(phase, 0.0)
+            if projected > limit + EPSILON:
+                return phase
+        return None
+
+    def project(self, consumer: Consumer, power: float) -> None:
+        for phase, share in consumer.shares(power):
+            self.projected[phase] = self.projected.get(phase, 0.0) + share
+
+    def hold_later(self, consumer: Consumer, power: float) -> None:
+        for phase, share in consumer.shares(power):
+            self.held_later[phase] = self.held_later.get(phase, 0.0) + share
+
+    def book(self, consumer: Consumer, power: float, forced: bool) -> Pool | None:
+        assert self.pool is not None
+        return self.pool.book(consumer.shares(power), forced)
+
+    def waiting_reason(self, on: bool) -> Reason:
+        """Not switched now: the meters do not show the last switches yet."""
+        reason = self._waiting.get(on)
+        if reason is None:
+            assert self.waiting is not None
+            names = tuple(dict.fromkeys(s.consumer for s in self.waiting.switched))
+            left = self.waiting.since + self.rules.site.settle - self.t
+            reason = self._waiting[on] = Reason(Code.SETTLING, (on, names, seconds(left)))
+        return reason
+
+    def record(
+        self,
+        entry: Entry,
+        on: bool,
+        why: Reason,
+        *,
+        power: float = 0.0,
+        pending_since: float | None = None,
+    ) -> None:
+        """Record a controlled consumer's outcome, switching it when `on` differs."""
+        state = entry.state
+        command = None
+        if on != state.on:
+            command = on
+            state = state._replace(
+                on=on,
+                switched_at=self.t,
+                awaiting=True,
+                starts=state.starts + int(on),
+                pending_since=pending_since,
+            )
+        elif state.pending_since != pending_since:
+            state = state._replace(pending_since=pending_since)
+        if entry.note is not None:
+            why = why._replace(notes=(entry.note,))
+        consumer_id = entry.consumer.id
+        self.states[consumer_id] = state
+        self.decisions[consumer_id] = Decision(
+            consumer_id, "on" if on else "off", True, why, command, power if on else 0.0
+        )
+
+    def allocate(self, ranked: list[Entry]) -> None:
+        """Hand out the surplus and the inverter's power, strictly by priority.
+
+        Consumers held by min_on are booked first for the surplus but keep their place
+        for the inverter limit: those that do not fit after the higher-priority loads
+        this plan keeps are shed, and the walk runs again without them, so they book
+        nothing.
+        """
+        pool, projected = self.pool, dict(self.projected)
+        shed: dict[str, Phase] = {}
+        while True:
+            more = self.walk(ranked, shed)
+            if not more:
+                return
+            shed.update(more)
+            self.pool, self.projected = pool, dict(projected)
+
+    def walk(self, ranked: list[Entry], shed: dict[str, Phase]) -> dict[str, Phase]:
+        """One priority walk; returns the held loads found not to fit (to be shed)."""
+        held = [
+            entry
+            for entry in ranked
+            if entry.state.on
+            and entry.consumer.id not in shed
+            and self.held(entry.state, entry.consumer.min_on) > 0
+        ]
+        self.held_later = {}
+        for entry in held:
+            power = draw(entry.consumer, entry.fact)
+            self.hold_later(entry.consumer, power)
+            self.pool = self.book(entry.consumer, power, forced=True)
+        held_ids = {entry.consumer.id for entry in held}
+        not_fitting: dict[str, Phase] = {}
+        for entry in ranked:
+            consumer, state = entry.consumer, entry.state
+            if consumer.id in shed:
+                self.record(entry, False, Reason(Code.SHED, (shed[consumer.id],)))
+            elif consumer.id in held_ids:
+                power = draw(consumer, entry.fact)
+                self.hold_later(consumer, -power)
+                over = self.over_limit(consumer, power, starting=False)
+                if over is not None:
+                    not_fitting[consumer.id] = over
+                    continue
+                self.project(consumer, power)
+                left = seconds(self.held(state, consumer.min_on))
+                self.record(entry, True, Reason(Code.MIN_ON, (left,)), power=power)
+            elif state.on:
+                self.keep_or_stop(entry)
+            else:
+                self.start_or_wait(entry)
+        return not_fitting
+
+    def keep_or_stop(self, entry: Entry) -> None:
+        consumer, state = entry.consumer, entry.state
+        power = draw(consumer, entry.fact)
+        over = self.over_limit(consumer, power, starting=False)
+        if over is not None:
+            self.record(entry, False, Reason(Code.SHED, (over,)))
+            return
+        if self.reservation.watts is None and not consumer.primary:
+            # No deficit to confirm: the reservation is unprotected until it stops.
+            self.record(entry, False, self.unknown_reservation())
+            return
+        booked = self.book(consumer, power, forced=True)
+        assert booked is not None
+        if self.gate(consumer, booked.total, -consumer.off_margin):
+            self.pool = booked
+            self.project(consumer, power)
+            kept = (round(power), *self.left(booked.total, consumer))
+            self.record(entry, True, Reason(Code.ON, kept), power=power)
+            return
+        since = state.pending_since if state.pending_since is not None else self.t
+        if self.t - since < consumer.off_delay or self.waiting is not None:
+            self.pool = booked
+            self.project(consumer, power)
+            if self.waiting is not None:
+                why = self.waiting_reason(True)
+            else:
+                delay = (seconds(self.t - since), seconds(consumer.off_delay))
+                why = Reason(Code.OFF_DELAY, delay)
+            self.record(entry, True, why, power=power, pending_since=since)
+            return
+        short = (True, round(power), 0.0, *self.left(booked.total, consumer))
+        self.record(entry, False, Reason(Code.NO_SURPLUS, short))
+
+    def start_or_wait(self, entry: Entry) -> None:
+        consumer, state = entry.consumer, entry.state
+        min_off = self.held(state, consumer.min_off)
+        cap = consumer.max_starts_per_day
+        if min_off > 0:
+            self.record(entry, False, Reason(Code.MIN_OFF, (seconds(min_off),)))
+            return
+        if cap is not None and state.starts >= cap:
+            self.record(entry, False, Reason(Code.STARTS_CAP, (cap,)))
+            return
+        if self.reservation.watts is None and not consumer.primary:
+            self.record(entry, False, self.unknown_reservation())
+            return
+        over = self.over_limit(consumer, consumer.power, starting=True)
+        if over is not None:
+            self.record(entry, False, Reason(Code.INVERTER_LIMIT, (round(consumer.power), over)))
+            return
+        booked = self.book(consumer, consumer.power, forced=False)
+        if booked is None or not self.gate(consumer, booked.total, consumer.on_margin):
+            assert self.pool is not None
+            numbers = (
+                False,
+                round(consumer.power),
+                consumer.on_margin,
+                *self.left(self.pool.total, consumer),
+            )
+            self.record(entry, False, Reason(Code.NO_SURPLUS, numbers))
+            return
+        since = state.pending_since if state.pending_since is not None else self.t
+        if self.t - since < consumer.on_delay:
+            delay = (seconds(self.t - since), seconds(consumer.on_delay))
+            self.record(entry, False, Reason(Code.ON_DELAY, delay), pending_since=since)
+            return
+        if self.waiting is not None:
+            self.record(entry, False, self.waiting_reason(False), pending_since=since)
+            return
+        self.pool = booked
+        self.project(consumer, consumer.power)
+        started = (round(consumer.power), *self.left(booked.total, consumer))
+        self.record(entry, True, Reason(Code.ON, started), power=consumer.power)
+
+    def unknown_reservation(self) -> Reason:
+        return Reason(Code.RESERVATION_UNKNOWN, (self.reservation.error,))
+
+    def hold_or_stop_unknown(self, controlled: list[Entry], why: str) -> None:
+        """Surplus unknown: nothing is decided from a value that is not there."""
+        for entry in controlled:
+            consumer, state = entry.consumer, entry.state
+            if consumer.stale_holds or (state.on and self.held(state, consumer.min_on) > 0):
+                reason = Reason(Code.SURPLUS_UNKNOWN, (state.on, True, why))
+                self.record(entry, state.on, reason, power=draw(consumer, entry.fact))
+            else:
+                self.record(entry, False, Reason(Code.SURPLUS_UNKNOWN, (False, False, why)))

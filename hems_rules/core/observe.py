@@ -1,0 +1,82 @@
+"""Step 1 of a cycle: what the relays report, and which consumers are under control.
+
+Facts over intentions (DESIGN §5.8): a relay is in the state its Shelly reports; a
+command it has not confirmed within COMMAND_TIMEOUT is given up. Control (§5.6) is
+Mode 1, Auto 1 and an `auto_when` that holds.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import NamedTuple
+
+from hems_rules.core.model import ConsumerState, DeviceFact, Snapshot
+from hems_rules.core.reasons import Code, Reason
+from hems_rules.core.surplus import evaluate
+from hems_rules.expressions import Evaluation
+from hems_rules.ruleset.rules import Consumer
+
+# A relay that has not confirmed a command after this long is believed as reported.
+COMMAND_TIMEOUT = 15.0
+
+MODE_OFF = Reason(Code.MODE_OFF)
+AUTO_OFF = Reason(Code.AUTO_OFF)
+_DID_NOT_SWITCH = Reason(Code.RELAY, ("did not switch",))
+_SWITCHED_OUTSIDE = Reason(Code.RELAY, ("was switched outside hems-rules",))
+_REJOINED = {
+    True: Reason(Code.RELAY, ("rejoined on",)),
+    False: Reason(Code.RELAY, ("rejoined off",)),
+}
+
+
+class Entry(NamedTuple):
+    """A controlled consumer as this cycle sees it."""
+
+    consumer: Consumer
+    state: ConsumerState
+    fact: DeviceFact
+    note: Reason | None  # what the relay's report revealed this cycle
+
+
+def draw(consumer: Consumer, fact: DeviceFact) -> float:
+    """What a running consumer draws: measured when reported, else nominal."""
+    return fact.power if fact.on and fact.power is not None else consumer.power
+
+
+def observe(
+    prev: ConsumerState, fact: DeviceFact, t: float, today: date
+) -> tuple[ConsumerState, Reason | None]:
+    """Fold the relay's report into the remembered state; facts win over intentions."""
+    state = prev if prev.day == today else prev._replace(starts=0, day=today)
+    if not prev.available:
+        rejoined = state._replace(on=fact.on, switched_at=t, awaiting=False, available=True)
+        return rejoined, _REJOINED[fact.on]
+    if fact.on == state.on:
+        return (state._replace(awaiting=False) if state.awaiting else state), None
+    if state.awaiting and state.switched_at is not None and t - state.switched_at < COMMAND_TIMEOUT:
+        return state, None
+    note = _DID_NOT_SWITCH if state.awaiting else _SWITCHED_OUTSIDE
+    return state._replace(on=fact.on, switched_at=t, awaiting=False), note
+
+
+def control(
+    consumer: Consumer, snapshot: Snapshot, conditions: dict[str, Evaluation]
+) -> Reason | None:
+    """Why a consumer is not under control, or None when it is.
+
+    `conditions` memoises results within a cycle: consumers often share a condition.
+    """
+    if snapshot.settings.mode != 1:
+        return MODE_OFF
+    if snapshot.auto.get(consumer.id, 1) != 1:
+        return AUTO_OFF
+    condition = consumer.auto_when
+    if condition is not None:
+        result = conditions.get(condition.source)
+        if result is None:
+            result = conditions[condition.source] = evaluate(condition, snapshot.variables)
+        if result.value is None:
+            return Reason(Code.AUTO_WHEN_ERROR, (condition.source, result.error))
+        if not result.value:
+            return Reason(Code.AUTO_WHEN_FALSE, (condition.source,))
+    return None

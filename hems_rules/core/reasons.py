@@ -1,0 +1,150 @@
+"""Why a consumer is in its state: a typed code plus the numbers, text only when read.
+
+A cycle decides for every consumer, but its reason is read far less often (when it
+changes, or when a status page or D-Bus client asks). So a decision carries a `Reason`
+(a code and the rounded numbers behind it) and the plain words are made on demand,
+once per distinct reason.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+
+class Code(StrEnum):
+    """The kind of a decision. A change of code (not of its numbers) is a new decision."""
+
+    ON = "on"
+    NO_SURPLUS = "no_surplus"
+    MIN_ON = "min_on"
+    MIN_OFF = "min_off"
+    ON_DELAY = "on_delay"
+    OFF_DELAY = "off_delay"
+    STARTS_CAP = "starts_cap"
+    RESERVATION_UNKNOWN = "reservation_unknown"
+    INVERTER_LIMIT = "inverter_limit"
+    SHED = "shed"
+    SURPLUS_UNKNOWN = "surplus_unknown"
+    SETTLING = "settling"
+    RELEASED = "released"
+    NOT_CONTROLLED = "not_controlled"
+    UNAVAILABLE = "unavailable"
+    REMOVED = "removed"
+    # Why a consumer is not under control (the argument of RELEASED / NOT_CONTROLLED).
+    MODE_OFF = "mode_off"
+    AUTO_OFF = "auto_off"
+    AUTO_WHEN_FALSE = "auto_when_false"
+    AUTO_WHEN_ERROR = "auto_when_error"
+    # What a relay's report revealed this cycle (a note on another reason).
+    RELAY = "relay"
+
+
+class Reason(NamedTuple):
+    """A code, the numbers of its sentence, and notes added in parentheses."""
+
+    code: Code
+    args: tuple[Any, ...] = ()
+    notes: tuple[Reason, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return _text(self)
+
+
+def seconds(value: float) -> int:
+    """Times left in reasons are whole seconds, at least 1 while anything is left."""
+    return max(1, round(value))
+
+
+def balance(left: float, reserved: float) -> tuple[int, bool]:
+    """What remains after a consumer above its bar: whole watts, and whether it is short."""
+    rest = left - reserved
+    return round(abs(rest)), rest < 0
+
+
+def _w(value: float) -> str:
+    return f"{round(value):d} W"
+
+
+def _left(magnitude: int, short: bool, reserved: float) -> str:
+    """What remains after a consumer, against the bar that applies to it."""
+    word = "short" if short else "left"
+    if reserved <= 0:
+        return f"{magnitude:d} W {word}"
+    above = "of" if short else "above"
+    return f"{magnitude:d} W {word} {above} the {_w(reserved)} battery reservation"
+
+
+def _names(ids: tuple[str, ...]) -> str:
+    """a, b and c"""
+    return ids[0] if len(ids) == 1 else f"{', '.join(ids[:-1])} and {ids[-1]}"
+
+
+def _on(on: bool) -> str:
+    return "on" if on else "off"
+
+
+def _sentence(code: Code, a: tuple[Any, ...]) -> str:
+    match code:
+        case Code.ON:
+            return f"on: {_w(a[0])}, {_left(*a[1:])}"
+        case Code.NO_SURPLUS:
+            running, power, margin = a[:3]
+            if running:
+                return f"off: draws {_w(power)}, {_left(*a[3:])}"
+            extra = f" + {_w(margin)} margin" if margin else ""
+            return f"off: needs {_w(power)}{extra}, {_left(*a[3:])}"
+        case Code.MIN_ON:
+            return f"on: held by min_on, {a[0]} s left"
+        case Code.MIN_OFF:
+            return f"off: held by min_off, {a[0]} s left"
+        case Code.ON_DELAY:
+            return f"off: surplus for {a[0]} s of the {a[1]} s on_delay"
+        case Code.OFF_DELAY:
+            return f"on: deficit for {a[0]} s of the {a[1]} s off_delay"
+        case Code.STARTS_CAP:
+            return f"off: {a[0]} starts today, the daily maximum"
+        case Code.RESERVATION_UNKNOWN:
+            return f"off: battery reservation unknown, failing closed ({a[0]})"
+        case Code.INVERTER_LIMIT:
+            return f"off: {_w(a[0])} more would exceed the continuous inverter power on {a[1]}"
+        case Code.SHED:
+            return f"off: shed, {a[0]} would exceed the continuous inverter power"
+        case Code.SURPLUS_UNKNOWN:
+            on, held, why = a
+            if held:
+                return f"{_on(on)}: held while the surplus is unknown ({why})"
+            return f"off: surplus unknown ({why})"
+        case Code.SETTLING:
+            on, names, left = a
+            return f"{_on(on)}: waiting for the meter to show {_names(names)} ({left} s at most)"
+        case Code.RELEASED:
+            switched, why = a
+            if switched:
+                return f"released, switched off: {why.text}"
+            return f"not controlled: {why.text}"
+        case Code.NOT_CONTROLLED:
+            return f"not controlled: {a[0].text}"
+        case Code.UNAVAILABLE:
+            return f"unavailable: {a[0]}"
+        case Code.REMOVED:
+            return "released, switched off: removed from the rules"
+        case Code.MODE_OFF:
+            return "Mode is 0"
+        case Code.AUTO_OFF:
+            return "Auto is 0"
+        case Code.AUTO_WHEN_FALSE:
+            return f"auto_when {a[0]!r} is false"
+        case Code.AUTO_WHEN_ERROR:
+            return f"auto_when {a[0]!r}: {a[1]}"
+        case Code.RELAY:
+            return f"the relay {a[0]}"
+    raise AssertionError(code)
+
+
+@lru_cache(maxsize=4096)
+def _text(reason: Reason) -> str:
+    words = _sentence(reason.code, reason.args)
+    return words + "".join(f" ({note.text})" for note in reason.notes)

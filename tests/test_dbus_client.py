@@ -1,0 +1,56 @@
+"""The bus client: one scan and one set of match rules per service, however many watches."""
+
+from __future__ import annotations
+
+from hems_rules.dbus.client import BusClient, Values
+from hems_rules.dbus.connection import connect
+from hems_rules.dbus.service import BusService
+from tests.bus import DbusDaemon, match_rules
+from tests.conftest import wait_until
+
+
+async def test_watches_of_one_service_share_one_scan(dbus_daemon: DbusDaemon) -> None:
+    async with BusService("com.victronenergy.settings", dbus_daemon.address) as settings:
+        for n in range(50):
+            settings.add(f"/Settings/Other/{n}", n)
+        settings.add("/Settings/HEMS/Mode", 1)
+        settings.add("/Settings/CGwacs/Hub4Mode", 3)
+        client = BusClient(await connect(dbus_daemon.address))
+        mode: list[Values] = []
+        hub4: list[Values] = []
+        everything: list[Values] = []
+        await client.watch(settings.name, mode.append, lambda: None, paths=["/Settings/HEMS/Mode"])
+        await client.watch(
+            settings.name, hub4.append, lambda: None, paths=["/Settings/CGwacs/Hub4Mode"]
+        )
+        await client.watch(settings.name, everything.append, lambda: None)
+        assert client.scans == 1
+        assert mode == [{"/Settings/HEMS/Mode": 1}]
+        assert hub4 == [{"/Settings/CGwacs/Hub4Mode": 3}]
+        assert len(everything[0]) == 52
+        settings.set("/Settings/CGwacs/Hub4Mode", 1)
+        await wait_until(lambda: len(everything) == 2, what="the change")
+        assert hub4[-1] == {"/Settings/CGwacs/Hub4Mode": 1} and len(mode) == 1
+        assert await match_rules(client) == 3, "one set of rules for the service"
+        client.bus.disconnect()
+
+
+async def test_closed_watches_stay_quiet_and_leave_no_match_rules(
+    dbus_daemon: DbusDaemon,
+) -> None:
+    async with BusService("com.victronenergy.switch.t5", dbus_daemon.address) as service:
+        service.add("/State", 0)
+        client = BusClient(await connect(dbus_daemon.address))
+        for _ in range(30):  # as reloads and BMS changes do
+            watch = await client.watch(service.name, lambda v: None, lambda: None)
+            watch.close()
+        kept: list[Values] = []
+        closed: list[Values] = []
+        await client.watch(service.name, kept.append, lambda: None)
+        (await client.watch(service.name, closed.append, lambda: None)).close()
+        service.set("/State", 1)
+        await wait_until(lambda: kept[-1] == {"/State": 1}, what="the change")
+        assert closed == [{"/State": 0}], "no callback after close"
+        assert client.scans == 31, "each first watch scans; the second shares its scan"
+        assert await match_rules(client) == 3
+        client.bus.disconnect()
