@@ -28,7 +28,6 @@ from hems_rules.dbus.client import open_client
 from hems_rules.dbus.settings import SettingsClient
 from hems_rules.errors import RulesError
 from hems_rules.health import Faults
-from hems_rules.history.recorder import Recorder
 from hems_rules.loop import EngineLoop, Publisher, local_now
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.watch import RulesWatcher
@@ -221,13 +220,19 @@ class App:
         )
 
     async def _views(self, stack: contextlib.AsyncExitStack, switch: SwitchService) -> list[View]:
-        """The history and the status page, when the rules want them (the page's module
-        is imported only then: `run` without the page never loads aiohttp's server)."""
+        """The history and the status page, when the rules want them (their modules are
+        imported only then: `run` without the page never loads aiohttp's server)."""
         site, views = self.rules.site, list[View]()
         history = None
         if site.history is not None:
-            history = await stack.enter_async_context(Recorder(site.history, self.rules))
-            views.append(history)
+            try:
+                # Venus OS splits the standard library into packages: sqlite3 may be absent.
+                from hems_rules.history.recorder import Recorder  # noqa: PLC0415
+            except ImportError as err:
+                log.error("no history, control goes on: this Python lacks %s", err.name)
+            else:
+                history = await stack.enter_async_context(Recorder(site.history, self.rules))
+                views.append(history)
         if site.web is not None:
             from hems_rules.web.server import StatusPage  # noqa: PLC0415
 

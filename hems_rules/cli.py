@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -17,12 +16,9 @@ from hems_rules.app import AppOptions, run_app, setup_logging
 from hems_rules.core.model import Decision
 from hems_rules.demo.demo import DEMO_HISTORY, DEMO_PORT, run_demo
 from hems_rules.errors import HemsError
-from hems_rules.history.recording import STEP, day_bounds
-from hems_rules.history.store import HistoryStore
 from hems_rules.ruleset.compiler import load_rules
 from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import RuleSet
-from hems_rules.simulate.replay import ReplayError, replay, report
 from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
 
 GX_RULES = Path("/data/hems-rules/rules")
@@ -114,6 +110,13 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    # Only replay needs SQLite (which a GX's Python may lack) and the simulator.
+    import sqlite3  # noqa: PLC0415
+
+    from hems_rules.history.recording import STEP, day_bounds  # noqa: PLC0415
+    from hems_rules.history.store import HistoryStore  # noqa: PLC0415
+    from hems_rules.simulate.replay import ReplayError, replay, report  # noqa: PLC0415
+
     rules_dir: Path = args.rules or (GX_RULES if GX_RULES.is_dir() else examples())
     try:
         rules = load_rules(rules_dir)

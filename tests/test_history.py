@@ -309,3 +309,28 @@ def test_a_full_disk_is_logged_once_and_control_goes_on(tmp_path: Path) -> None:
     assert outcome["failing"]
     assert child.stderr.count("cannot be written") == 1, child.stderr
     assert (tmp_path / "history.db").stat().st_size <= 48 * 1024
+
+
+def test_without_sqlite3_run_and_the_page_still_load() -> None:
+    """Venus OS splits the standard library into packages: sqlite3 may be missing there."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        sys.modules["sqlite3"] = None  # as if python3-sqlite3 were not installed
+        import hems_rules.app, hems_rules.cli, hems_rules.web.server, hems_rules.simulate.replay
+        try:
+            import hems_rules.history.recorder
+        except ImportError as err:
+            print("recorder needs", err.name)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "recorder needs sqlite3"

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hems_rules.core.model import UNAVAILABLE, CycleResult, Decision, DeviceFact, Settings
+from hems_rules.core.model import UNAVAILABLE, CycleResult, Decision, Settings
 from hems_rules.history.recording import (
     STEP,
     Batch,
@@ -30,11 +30,12 @@ from hems_rules.history.recording import (
     Recording,
     Value,
     day_bounds,
+    drawn,
     local_day,
 )
 from hems_rules.history.sampler import Sampler
 from hems_rules.history.store import HistoryStore, is_corrupt
-from hems_rules.ruleset.rules import Consumer, HistoryConfig, RuleSet
+from hems_rules.ruleset.rules import HistoryConfig, RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,6 @@ MAX_UNWRITTEN = 60  # batches kept in memory while the store cannot be written
 RELOG_AFTER = 3600.0  # s before a store that fails again is logged again
 
 T = TypeVar("T")
-
-
-def drawn(consumer: Consumer, fact: DeviceFact) -> Value:
-    """W the meter sees from a consumer: measured when reported, else nominal while on."""
-    if not fact.available:
-        return None
-    if not fact.on:
-        return 0.0
-    return fact.power if fact.power is not None else consumer.power
 
 
 def readings(record: CycleResult, rules: RuleSet) -> dict[str, Value]:

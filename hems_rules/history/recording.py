@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
+from hems_rules.core.model import DeviceFact
+from hems_rules.ruleset.rules import Consumer
+
 STEP = 5.0  # s: fine enough for a day's chart and for replay, small enough for flash
 
 EventKind = Literal["decision", "auto", "settings", "rules"]
@@ -139,3 +142,12 @@ def latest(events: list[Event]) -> list[Event]:
     for event in sorted(events, key=lambda e: e.t):
         last[(event.kind, event.subject)] = event
     return sorted(last.values(), key=lambda e: e.t)
+
+
+def drawn(consumer: Consumer, fact: DeviceFact) -> Value:
+    """W the meter sees from a consumer: measured when reported, else nominal while on."""
+    if not fact.available:
+        return None
+    if not fact.on:
+        return 0.0
+    return fact.power if fact.power is not None else consumer.power

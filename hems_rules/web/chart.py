@@ -12,8 +12,7 @@ from datetime import date
 from typing import Any
 
 from hems_rules.core.model import UNAVAILABLE, Plan, Snapshot
-from hems_rules.history.recorder import drawn
-from hems_rules.history.recording import Recording, Value
+from hems_rules.history.recording import Recording, Value, drawn
 from hems_rules.ruleset.rules import PHASES, RuleSet
 
 RESOLUTION = 30.0
