@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hems_rules.history.recorder import Recorder
-from hems_rules.history.recording import Batch, Event, local_day
+from hems_rules.history.recording import Batch, Event, Recording, local_day
 from hems_rules.history.sampler import MAX_HOLD, Sampler
 from hems_rules.history.store import HistoryStore
 from hems_rules.ruleset.rules import HistoryConfig
@@ -334,3 +334,15 @@ def test_without_sqlite3_run_and_the_page_still_load() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "recorder needs sqlite3"
+
+
+def test_a_batch_seen_both_stored_and_pending_counts_once() -> None:
+    t0 = Day().start.timestamp()
+    recording = Recording.empty(t0, t0 + 60)
+    events = [Event(t0 + 1, "decision", c, {"state": "on"}) for c in ("a", "b", "c")] * 4
+    batch = Batch(5.0, recording.first, {"pv": [1.0, 2.0]}, events[:3])
+    recording.add(batch)
+    recording.add(Batch(5.0, recording.first, {"pv": [1.0, 2.0]}, events))
+    recording.sort_events()
+    assert [e.subject for e in recording.events] == ["a", "b", "c"]
+    assert recording.column("pv")[:3] == [1.0, 2.0, None]

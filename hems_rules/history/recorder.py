@@ -126,6 +126,7 @@ class Recorder:
         self._monotonic = monotonic
         self._events: list[Event] = []
         self._unwritten: list[Batch] = []
+        self._writing: list[Batch] = []  # handed to the store, not yet known to be there
         self._auto: dict[str, int] = {}
         self._settings: Settings | None = None
         self._rules_pending = True
@@ -196,11 +197,16 @@ class Recorder:
             self._unwritten.append(batch)
         if not self._unwritten:
             return
-        batches = list(self._unwritten)
-        if await self._attempt(lambda: self._write(batches)):
-            del self._unwritten[: len(batches)]
-        elif len(self._unwritten) > MAX_UNWRITTEN:
-            del self._unwritten[: len(self._unwritten) - MAX_UNWRITTEN]
+        # Taken out before the write: a flush cancelled mid-write (at shutdown) must not
+        # leave them here for the next flush to write twice.
+        batches, self._unwritten = self._unwritten, []
+        self._writing = batches
+        try:
+            written = await self._attempt(lambda: self._write(batches))
+        finally:
+            self._writing = []
+        if not written:
+            self._unwritten = [*batches, *self._unwritten][-MAX_UNWRITTEN:]
 
     def _write(self, batches: list[Batch]) -> None:
         """In the worker thread."""
@@ -292,7 +298,7 @@ class Recorder:
             self.store.open(create=False)
 
     def _pending(self) -> list[Batch]:
-        pending = list(self._unwritten)
+        pending = [*self._writing, *self._unwritten]
         latest = self.sampler.peek()
         if latest is not None:
             pending.append(latest)

@@ -119,7 +119,15 @@ class Recording:
             self.before = latest([*self.before, *earlier])
 
     def sort_events(self) -> None:
-        self.events.sort(key=lambda e: e.t)
+        """In time order, once each (a batch may arrive both stored and still pending)."""
+        seen: set[tuple[float, str, str, str]] = set()
+        ordered: list[Event] = []
+        for event in sorted(self.events, key=lambda e: e.t):
+            key = (event.t, event.kind, event.subject, event.encode())
+            if key not in seen:
+                seen.add(key)
+                ordered.append(event)
+        self.events = ordered
 
     def known(self) -> bool:
         """Whether anything at all was recorded in this stretch."""
