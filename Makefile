@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SHARED_SCENARIOS := $(wildcard ../shared/scenarios/*.yaml)
 OWN_SCENARIOS := $(wildcard tests/scenarios/*.yaml)
 
-.PHONY: test lint typecheck unit scenarios demo bench check clean gx-bundle
+.PHONY: test lint typecheck unit scenarios gx-stack soak demo bench check clean gx-bundle
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: lint typecheck unit scenarios
+test: lint typecheck unit scenarios gx-stack
 
 lint: $(STAMP)
 	$(BIN)/ruff check hems_rules tests bench
@@ -33,6 +33,16 @@ scenarios: $(STAMP)
 	  if ! $(BIN)/hems-rules simulate "$$f" > /dev/null; then echo "FAILED: $$f"; fail=$$((fail+1)); fi; \
 	done; echo "scenarios: $$((n-fail)) passed, $$fail failed"; test $$fail -eq 0
 
+# The suite again on the GX's Python, dbus-fast, aiohttp and bundled packages, then a
+# one-minute fault soak of `run` under the GX's softlimit.
+gx-stack:
+	SOAK= sh tests/gx_stack.sh
+
+# The fault soak alone, longer: make soak SOAK=10m
+SOAK ?= 10m
+soak:
+	SOAK=$(SOAK) sh tests/gx_stack.sh
+
 check: $(STAMP)
 	$(BIN)/hems-rules check rules
 
@@ -43,7 +53,7 @@ bench: $(STAMP)
 	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-gx .mypy_cache .pytest_cache .ruff_cache
 
 # Tarballs for a GX (armv7l: Cerbo GX, Ekrano; aarch64); needs PyPI.
 gx-bundle: $(STAMP)

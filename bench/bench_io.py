@@ -1,10 +1,11 @@
-"""I/O figures: D-Bus change to published decision, ItemsChanged cost, MQTT to Switch.Set,
-Shelly polling cost, and `hems-rules run` start-up, memory and CPU."""
+"""I/O figures: ItemsChanged cost, MQTT to Switch.Set, Shelly polling cost.
+
+The reaction to a D-Bus change and `hems-rules run`'s start-up, memory and CPU are in
+bench_compare.py, measured beside the code before the speed work."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -12,8 +13,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,15 +21,12 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 import aiomqtt
 from common import report
 
-from hems_rules.app import App, AppOptions
-from hems_rules.dbus.client import BusClient, Values
+from hems_rules.dbus.client import BusClient
 from hems_rules.dbus.connection import connect
 from hems_rules.dbus.service import BusService
 from hems_rules.demo.broker import Mosquitto
 from hems_rules.demo.bus import PrivateBus
-from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.demo.shelly_emulator import EmulatedShelly
-from hems_rules.ruleset import load_rules
 from hems_rules.shelly.relays import ShellyRelays
 from hems_rules.sources.mqtt import MqttVariables
 from tests.conftest import rules_from
@@ -45,52 +41,13 @@ def percentiles(name: str, samples: list[float]) -> None:
     report(f"{name}_p99", ordered[int(len(ordered) * 0.99) - 1] * 1000, "ms")
 
 
-# The bare appliance: bench_views.py measures the history and the page on top.
-BARE = "{phases: 1, battery_reservation: 0, web: {enabled: false}, history: {enabled: false}}"
-
-
-def rules_text(ports: list[int], site: str = BARE) -> str:
-    lines = [f"site: {site}", "consumers:"]
+def rules_text(ports: list[int]) -> str:
+    lines = ["site: {phases: 1, battery_reservation: 0}", "consumers:"]
     lines += [
         f"  - {{id: c{i}, shelly: {{host: 127.0.0.1, port: {p}}}, power: 100, priority: {i}}}"
         for i, p in enumerate(ports)
     ]
     return "\n".join(lines) + "\n"
-
-
-async def dbus_latency(changes: int) -> None:
-    with PrivateBus() as bus, tempfile.TemporaryDirectory() as tmp:
-        async with (
-            SimulatedSettings(bus.address) as settings,
-            SimulatedSystem(bus.address) as system,
-            EmulatedShelly() as device,
-        ):
-            system.update({"/Ac/PvOnGrid/L1/Power": 1000.0, "/Ac/Consumption/L1/Power": 200.0})
-            (Path(tmp) / "r.yaml").write_text(rules_text([device.port]))
-            app = App(AppOptions(Path(tmp), bus.address, poll_interval=5), load_rules(tmp))
-            stop = asyncio.Event()
-            task = asyncio.create_task(app.run(stop))
-            await app.ready.wait()
-            client = BusClient(await connect(bus.address))
-            seen: asyncio.Queue[float] = asyncio.Queue()
-
-            def values(changed: Values) -> None:
-                if "/Hems/Surplus/L1" in changed:
-                    seen.put_nowait(time.perf_counter())
-
-            await client.watch(SWITCH, values, lambda: None)
-            samples = []
-            for n in range(changes):
-                while not seen.empty():
-                    seen.get_nowait()
-                start = time.perf_counter()
-                system.set("/Ac/PvOnGrid/L1/Power", 1000.0 + n + 1)
-                samples.append(await asyncio.wait_for(seen.get(), 5) - start)
-            percentiles("dbus_change_to_decision", samples)
-            settings.set("/Settings/HEMS/Mode", 0)
-            stop.set()
-            await task
-            client.bus.disconnect()
 
 
 async def items_changed_cost(rounds: int) -> None:
@@ -186,90 +143,10 @@ async def polling_cost(devices: int, seconds: float) -> None:
     report("shelly_poll_cost_per_device_minute", per_poll * 12 * 1000, "ms CPU at 5 s polling")
 
 
-Watcher = Callable[[Path], AbstractAsyncContextManager[object]]
-
-
-async def run_footprint(
-    seconds: float, name: str = "run", site: str = BARE, watch: Watcher | None = None
-) -> None:
-    """Start-up, RSS and CPU of `hems-rules run`; `watch(log_dir)` may look on meanwhile."""
-    with PrivateBus() as bus, tempfile.TemporaryDirectory() as tmp:
-        devices = [EmulatedShelly() for _ in range(10)]
-        async with (
-            SimulatedSettings(bus.address) as settings,
-            SimulatedSystem(bus.address) as system,
-        ):
-            for d in devices:
-                await d.start()
-            system.update({"/Ac/PvOnGrid/L1/Power": 600.0, "/Ac/Consumption/L1/Power": 200.0})
-            settings.add("/Settings/HEMS/Mode", 1, writable=True)
-            (Path(tmp) / "r.yaml").write_text(
-                rules_text([d.port for d in devices], site.replace("TMP", tmp))
-            )
-            client = BusClient(await connect(bus.address))
-            first: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-
-            def values(changed: Values) -> None:
-                if changed.get("/Devices/0/State") is not None and not first.done():
-                    first.set_result(time.perf_counter())
-
-            await client.watch(SWITCH, values, lambda: None)
-            start = time.perf_counter()
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "hems_rules.cli",
-                "run",
-                "--rules",
-                tmp,
-                "--bus",
-                bus.address,
-                "--log-dir",
-                str(Path(tmp) / "log"),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            report(
-                f"{name}_startup_to_first_decision",
-                (await asyncio.wait_for(first, 30) - start) * 1000,
-                "ms",
-            )
-            ticks = os.sysconf("SC_CLK_TCK")
-
-            def cpu_seconds() -> float:
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                return (int(fields[11]) + int(fields[12])) / ticks
-
-            async with contextlib.AsyncExitStack() as watching:
-                if watch is not None:
-                    await watching.enter_async_context(watch(Path(tmp) / "log"))
-                cpu0, t0 = cpu_seconds(), time.monotonic()
-                flip = 0
-                while time.monotonic() - t0 < seconds:
-                    flip += 1
-                    system.set("/Ac/PvOnGrid/L1/Power", 600.0 + (flip % 7) * 100)
-                    await asyncio.sleep(1)
-                cpu = (cpu_seconds() - cpu0) / (time.monotonic() - t0)
-            rss = next(
-                int(line.split()[1])
-                for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
-                if line.startswith("VmRSS")
-            )
-            report(f"{name}_10_consumers_rss", rss / 1024, "MiB")
-            report(f"{name}_10_consumers_cpu", cpu * 100, "% of one core")
-            process.terminate()
-            await process.wait()
-            client.bus.disconnect()
-            for d in devices:
-                await d.stop()
-
-
 async def main() -> None:
     await items_changed_cost(300)
-    await dbus_latency(int(os.environ.get("BENCH_DBUS_CHANGES", "1000")))
     await mqtt_to_switch_set(int(os.environ.get("BENCH_MQTT_EVENTS", "1000")))
     await polling_cost(10, 5.0)
-    await run_footprint(float(os.environ.get("BENCH_RUN_SECONDS", "120")))
 
 
 if __name__ == "__main__":

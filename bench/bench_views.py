@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from bench_io import BARE, run_footprint
+from bench_compare import PLAIN_SITE, Watch, footprint
 from common import report
 
 from hems_rules.history.recorder import Recorder
@@ -110,19 +110,40 @@ async def page_load(directory: Path) -> None:
     print(f"day screenshots in {ARTIFACTS}")
 
 
-@contextlib.asynccontextmanager
-async def viewer(log_dir: Path) -> AsyncIterator[object]:
-    """A browser tab with the page open (live updates streaming) while `run` is measured."""
-    log = log_dir / "info.log"
-    deadline = time.monotonic() + 30
-    while not (log.exists() and "status page on" in log.read_text()):
-        assert time.monotonic() < deadline, "the page did not start"
-        await asyncio.sleep(0.1)
-    found = re.search(r"status page on http://[^:]+:(\d+)/", log.read_text())
-    assert found
-    async with Chromium() as browser, browser.tab(1280, 900) as tab:
-        await tab.goto(f"http://127.0.0.1:{found[1]}/")
-        yield tab
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def run_cpu(seconds: float) -> None:
+    """`hems-rules run` (bench_compare's footprint): bare, with history and page, watched."""
+    port = free_port()
+
+    @contextlib.asynccontextmanager
+    async def viewer() -> AsyncIterator[object]:
+        async with Chromium() as browser, browser.tab(1280, 900) as tab:
+            await tab.goto(f"http://127.0.0.1:{port}/")
+            await tab.wait_for("document.getElementById('link').textContent === 'live'")
+            yield tab
+
+    bare = PLAIN_SITE.replace("}", ", web: {enabled: false}, history: {enabled: false}}")
+    with tempfile.TemporaryDirectory() as tmp:
+        views = PLAIN_SITE.replace(
+            "}", f", web: {{port: {port}, bind: 127.0.0.1}}, history: {{path: '{tmp}'}}}}"
+        )
+        configurations: list[tuple[str, str, Watch | None]] = [
+            ("run_bare", bare, None),
+            ("run_history_page", views, None),
+        ]
+        if available():
+            configurations.append(("run_history_page_watched", views, viewer))
+        for name, site, watch in configurations:
+            figures = await footprint(REPO, seconds, site, watch)
+            report(f"{name}_start_to_first_decision", figures["start_to_first_decision"], "ms")
+            report(f"{name}_rss", figures["VmRSS"], "MiB")
+            report(f"{name}_cpu", figures["cpu"], "% of one core")
 
 
 async def main() -> None:
@@ -131,15 +152,7 @@ async def main() -> None:
         await record_day(directory)
         replay_day(directory)
         await page_load(directory)
-    seconds = float(os.environ.get("BENCH_VIEW_SECONDS", "120"))
-    views = BARE.replace(
-        "web: {enabled: false}, history: {enabled: false}",
-        "web: {port: 0, bind: 127.0.0.1}, history: {path: TMP/history}",
-    )
-    await run_footprint(seconds, "run_bare", BARE)
-    await run_footprint(seconds, "run_history_page", views)
-    if available():
-        await run_footprint(seconds, "run_history_page_watched", views, watch=viewer)
+    await run_cpu(float(os.environ.get("BENCH_VIEW_SECONDS", "120")))
 
 
 if __name__ == "__main__":

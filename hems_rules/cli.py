@@ -1,27 +1,39 @@
-"""`hems-rules run | check | simulate | replay | demo`."""
+"""`hems-rules run | check | simulate | replay | demo`.
+
+Each command imports what it needs when it runs: `run` on a GX never loads the demo,
+the emulators, the simulator or a web server it does not use (memory and start-up).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import date
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hems_rules.app import AppOptions, run_app, setup_logging
-from hems_rules.core.model import Decision
-from hems_rules.demo.demo import DEMO_HISTORY, DEMO_PORT, run_demo
+from hems_rules.core.reasons import span
 from hems_rules.errors import HemsError
-from hems_rules.ruleset.compiler import load_rules
 from hems_rules.ruleset.durations import parse_duration
-from hems_rules.ruleset.rules import RuleSet
-from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
+
+if TYPE_CHECKING:
+    from hems_rules.core.model import Decision
+    from hems_rules.ruleset.rules import RuleSet, Runtime
+
 
 GX_RULES = Path("/data/hems-rules/rules")
+
+
+def _runtime(runtime: Runtime) -> str:
+    """runtime: {min, by, max} as a sentence: "at least 5 h a day by 21:00, at most 8 h"."""
+    parts = []
+    if runtime.min is not None:
+        parts.append(f"at least {span(runtime.min)} a day by {runtime.by_text}")
+    if runtime.max is not None:
+        parts.append(f"at most {span(runtime.max)} a day")
+    return ", ".join(parts)
 
 
 def _summary(rules: RuleSet) -> str:
@@ -34,7 +46,8 @@ def _summary(rules: RuleSet) -> str:
     )
     lines.append(
         f"site: {site.phases} phase(s), loop every {site.loop_interval:g} s, "
-        f"continuous inverter power {limit} per phase, DC efficiency {site.dc_efficiency:g}"
+        f"continuous inverter power {limit} per phase, DC efficiency {site.dc_efficiency:g}, "
+        f"settle at most {site.settle:g} s"
     )
     readings = []
     for soc in (0, 50, 100):
@@ -68,6 +81,8 @@ def _summary(rules: RuleSet) -> str:
             f"  {c.priority:>4}  {c.id:<20} {c.power:>6g} W {c.phase:<2} {kind:<9} "
             f"shelly {c.shelly.host}:{c.shelly.port} switch {c.shelly.switch}{condition}"
         )
+        if c.runtime is not None:
+            lines.append(f"        {'':<20} runtime {_runtime(c.runtime)}")
     if rules.variables:
         lines.append("variables:")
         for name, variable in rules.variables.items():
@@ -83,6 +98,8 @@ def _summary(rules: RuleSet) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from hems_rules.ruleset.compiler import load_rules
+
     try:
         rules = load_rules(args.directory)
     except HemsError as err:
@@ -93,6 +110,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
+
     try:
         scenario = load_scenario(args.scenario, args.rules)
     except HemsError as err:
@@ -110,12 +129,13 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    # Only replay needs SQLite (which a GX's Python may lack) and the simulator.
-    import sqlite3  # noqa: PLC0415
+    import json
+    import sqlite3  # only replay needs SQLite, which a GX's Python may lack
 
-    from hems_rules.history.recording import STEP, day_bounds  # noqa: PLC0415
-    from hems_rules.history.store import HistoryStore  # noqa: PLC0415
-    from hems_rules.simulate.replay import ReplayError, replay, report  # noqa: PLC0415
+    from hems_rules.history.recording import STEP, day_bounds
+    from hems_rules.history.store import HistoryStore
+    from hems_rules.ruleset.compiler import load_rules
+    from hems_rules.simulate.replay import ReplayError, replay, report
 
     rules_dir: Path = args.rules or (GX_RULES if GX_RULES.is_dir() else examples())
     try:
@@ -151,6 +171,11 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from hems_rules.demo.demo import run_demo
+
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -177,6 +202,10 @@ def examples() -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hems_rules.app import AppOptions, run_app, setup_logging
+
     setup_logging(args.log_dir, args.verbose)
     options = AppOptions(rules_dir=args.rules, bus_address=args.bus, poll_interval=args.poll)
     return asyncio.run(run_app(options))
@@ -220,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bus", help="D-Bus address (default: a private dbus-daemon)")
     demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 60s)")
     demo.add_argument(
-        "--history", type=Path, default=DEMO_HISTORY, help="where the demo records its day"
+        "--history", type=Path, default=Path("demo-history"), help="where the demo records its day"
     )
-    demo.add_argument("--port", type=int, default=DEMO_PORT, help="the status page (0: any)")
+    demo.add_argument("--port", type=int, default=8089, help="the status page (0: any free port)")
     demo.add_argument("--no-history", action="store_true", help="record nothing")
     demo.add_argument("--no-page", action="store_true", help="serve no status page")
     demo.set_defaults(handler=_demo)

@@ -1,14 +1,37 @@
 #!/bin/sh
 # Build dist/hems-rules-gx-<arch>.tar.gz for a GX: the app (with its example rules), its
 # schema, the installer, and in lib/ the Python packages Venus OS lacks. dbus-fast and
-# aiohttp come with Venus OS (v3.70+) and are not bundled. Needs PyPI; run on a development machine.
+# aiohttp come with Venus OS (v3.70+) and are not bundled. Needs PyPI; run it on a PC.
 #   install/bundle.sh [armv7l|aarch64]...   (default: both)
+#   install/bundle.sh --lib DIR             the same lib/ for the running $PYTHON into DIR
+#                                           (what the Venus-stack tests run on)
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
-VERSION=$("$PYTHON" -c "import re,sys; print(re.search(r'__version__ = \"(.*)\"', open(sys.argv[1]).read())[1])" "$SRC/hems_rules/__init__.py")
 PURE="asteval>=1.0.9,<2 jsonschema>=4.18,<5 jsonschema-specifications referencing attrs typing-extensions aiomqtt>=2.3,<3 paho-mqtt>=2"
 COMPILED="rpds-py watchdog>=4"
+
+# lib DIR [pip platform options]: the packages a GX lacks, installed into DIR.
+lib() {
+    target=$1
+    shift
+    # shellcheck disable=SC2086
+    "$PYTHON" -m pip install --quiet --no-deps --target "$target" $PURE
+    # PyYAML has no armv7l wheel: its sdist builds as pure Python without libyaml.
+    PYYAML_FORCE_LIBYAML=0 "$PYTHON" -m pip install --quiet --no-deps --no-binary pyyaml \
+        --target "$target" "PyYAML>=6"
+    find "$target" -name '_yaml*.so' -delete
+    # shellcheck disable=SC2086
+    "$PYTHON" -m pip install --quiet --no-deps --only-binary :all: "$@" --target "$target" \
+        $COMPILED
+}
+
+if [ "${1:-}" = --lib ]; then
+    lib "$2"
+    exit 0
+fi
+
+VERSION=$("$PYTHON" -c "import re,sys; print(re.search(r'__version__ = \"(.*)\"', open(sys.argv[1]).read())[1])" "$SRC/hems_rules/__init__.py")
 [ $# -gt 0 ] || set -- armv7l aarch64
 mkdir -p "$SRC/dist"
 for arch in "$@"; do
@@ -19,16 +42,8 @@ for arch in "$@"; do
     rm -f "$stage/hems_rules/rules.schema.json"
     cp "$SRC/schema/rules.schema.json" "$stage/hems_rules/rules.schema.json"
     find "$stage" -name __pycache__ -type d -exec rm -rf {} +
-    # shellcheck disable=SC2086
-    "$PYTHON" -m pip install --quiet --no-deps --target "$stage/lib" $PURE
-    # PyYAML has no armv7l wheel: its sdist builds as pure Python without libyaml.
-    PYYAML_FORCE_LIBYAML=0 "$PYTHON" -m pip install --quiet --no-deps --no-binary pyyaml \
-        --target "$stage/lib" "PyYAML>=6"
-    find "$stage/lib" -name '_yaml*.so' -delete
-    # shellcheck disable=SC2086
-    "$PYTHON" -m pip install --quiet --no-deps --only-binary :all: --python-version 3.12 \
-        --implementation cp --platform "manylinux_2_31_$arch" --platform "manylinux2014_$arch" \
-        --platform "manylinux_2_17_$arch" --target "$stage/lib" $COMPILED
+    lib "$stage/lib" --python-version 3.12 --implementation cp --platform "manylinux_2_31_$arch" \
+        --platform "manylinux2014_$arch" --platform "manylinux_2_17_$arch"
     tar -C "$work" -czf "$SRC/dist/hems-rules-gx-$VERSION-$arch.tar.gz" hems-rules
     rm -rf "$work"
     echo "dist/hems-rules-gx-$VERSION-$arch.tar.gz"

@@ -6,6 +6,7 @@ import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,13 +265,20 @@ async def test_auto_values_survive_a_restart(rig: Rig) -> None:
     await wait_until(lambda: rig.settings["/Settings/HEMS/Auto/heater"] == 0, what="persisted")
     rig.stop.set()
     await asyncio.wait_for(rig.task, 10)
+    async with restarted(rig) as again:
+        assert again.inputs.auto["heater"] == 0
+        assert await rig.value(SWITCH, path) == 0
+
+
+@asynccontextmanager
+async def restarted(rig: Rig) -> AsyncIterator[App]:
+    """The appliance started again on the rig's bus and settings (after its own stopped)."""
     again = App(rig.app.options, rig.app.rules)
     stop = asyncio.Event()
     task = asyncio.create_task(again.run(stop))
     await asyncio.wait_for(again.ready.wait(), 10)
     try:
-        assert again.inputs.auto["heater"] == 0
-        assert await rig.value(SWITCH, path) == 0
+        yield again
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -411,6 +419,42 @@ async def test_sigterm_while_waiting_for_localsettings_ends_run(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_cyclic_save_shows_on_rules_error_and_the_next_save_is_used(
+    rig: Rig, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    good = rules.read_text()
+    rules.write_text("&a [*a, *a]\n")
+
+    async def shown() -> str:
+        value = await rig.value(SWITCH, "/Hems/RulesError")
+        assert isinstance(value, str)
+        return value
+
+    for _ in range(100):
+        if "refers to a value that contains it" in await shown():
+            break
+        await asyncio.sleep(0.05)
+    assert "rules.yaml:1:5: YAML error: alias *a refers to a value" in await shown()
+    rules.write_text(good.replace("priority: 20", "priority: 30"))
+    loop = rig.app.loop
+    assert loop is not None
+    await wait_until(
+        lambda: loop.controller.rules.consumer("heater").priority == 30, what="the next save"
+    )
+    assert await shown() == ""
+
+
+async def test_an_invalid_auto_setting_is_not_read_as_auto_on(rig: Rig) -> None:
+    rig.stop.set()
+    await asyncio.wait_for(rig.task, 10)
+    rig.settings.set("/Settings/HEMS/Auto/heater", None)  # a broken settings file: []
+    async with restarted(rig) as again:
+        assert again.inputs.auto["heater"] == 0
+        number = again.numbers.numbers["heater"]
+        assert await rig.value(SWITCH, f"/Devices/{number}/S2/Auto") == 0
 
 
 async def test_settings_are_scanned_once_and_reloads_add_no_watches(

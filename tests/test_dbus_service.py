@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from typing import Any
 
+import pytest
 from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
 
 from hems_rules.dbus.client import BusClient, Values
 from hems_rules.dbus.connection import connect
 from hems_rules.dbus.service import BusService
+from hems_rules.dbus.settings import SETTINGS, Setting, SettingsClient
+from hems_rules.demo.gx import SETTINGS_INTERFACE, SimulatedSettings
 from tests.bus import DbusDaemon
 from tests.conftest import wait_until
 
@@ -130,3 +136,107 @@ async def test_thousands_of_signals_without_a_pause_do_not_drop_the_connection(
         await wait_until(lambda: bool(seen) and seen[-1] == {"/Power": 2999.0}, what="last signal")
         assert service.bus.connected
         bus.disconnect()
+
+
+ODD_VARIANTS = [
+    Variant("ai", [1, 2]),
+    Variant("as", ["a"]),
+    Variant("(ii)", [1, 2]),
+    Variant("a{sv}", {"a": Variant("i", 1)}),
+    Variant("v", Variant("i", 1)),
+    Variant("o", "/x"),
+    Variant("g", "i"),
+    Variant("d", math.nan),
+    Variant("d", math.inf),
+    Variant("x", 2**62),
+    Variant("t", 2**64 - 1),
+]
+
+
+async def call(
+    bus: MessageBus,
+    service: str,
+    path: str,
+    signature: str,
+    body: list[Any],
+    *,
+    member: str = "SetValue",
+    interface: str = "com.victronenergy.BusItem",
+) -> Message:
+    """A method call as a careless client may send it: any signature, any body."""
+    message = Message(
+        destination=service,
+        path=path,
+        interface=interface,
+        member=member,
+        signature=signature,
+        body=body,
+    )
+    reply = await bus.call(message)
+    assert reply is not None
+    return reply
+
+
+async def test_setvalue_without_one_variant_is_an_error_not_a_traceback(
+    dbus_daemon: DbusDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    svc = "com.victronenergy.switch.t5"
+    async with BusService(svc, dbus_daemon.address) as service:
+        service.add("/Auto", 1, writable=True)
+        bus = await connect(dbus_daemon.address)
+        for signature, body in (("", []), ("i", [0]), ("vv", [Variant("i", 0)] * 2), ("s", ["0"])):
+            reply = await call(bus, svc, "/Auto", signature, body)
+            assert reply.message_type == MessageType.ERROR, signature
+            assert reply.error_name == "org.freedesktop.DBus.Error.InvalidArgs"
+        assert service["/Auto"] == 1
+        bus.disconnect()
+    assert "Traceback" not in caplog.text and "IndexError" not in caplog.text
+
+
+async def test_containers_and_odd_numbers_are_refused_by_every_kind_of_item(
+    dbus_daemon: DbusDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    svc = "com.victronenergy.switch.t6"
+    async with BusService(svc, dbus_daemon.address) as service:
+        service.add("/Auto", 1, writable=True)
+        service.add("/Limit", 1.5, writable=True)
+        service.add("/Name", "x", writable=True)
+        bus = await connect(dbus_daemon.address)
+        client = BusClient(bus)
+        for variant in ODD_VARIANTS:
+            for path in ("/Auto", "/Limit", "/Name"):
+                assert await client.set_value(svc, path, variant) == 1, (path, variant)
+        assert (service["/Auto"], service["/Limit"], service["/Name"]) == (1, 1.5, "x")
+        assert await client.set_value(svc, "/Limit", Variant("i", 3)) == 0
+        assert await client.set_value(svc, "/Name", Variant("ai", [])) == 0  # invalid, as velib
+        assert service["/Limit"] == 3.0 and service["/Name"] is None
+        bus.disconnect()
+    assert "Traceback" not in caplog.text
+
+
+async def test_the_simulated_settings_refuse_what_localsettings_refuses(
+    dbus_daemon: DbusDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with SimulatedSettings(dbus_daemon.address) as settings:
+        bus = await connect(dbus_daemon.address)
+        client = SettingsClient(BusClient(bus))
+        await client.add(
+            [
+                Setting("/Settings/T/Mode", Variant("i", 0), Variant("i", 0), Variant("i", 1)),
+                Setting("/Settings/T/Name", Variant("s", "")),
+                Setting("/Settings/T/Power", Variant("d", -1.0)),
+            ]
+        )
+        for variant in ODD_VARIANTS:
+            for path in ("/Settings/T/Mode", "/Settings/T/Name", "/Settings/T/Power"):
+                assert await client.client.set_value(SETTINGS, path, variant) == -1, variant
+        for signature, body in (("", []), ("i", [1]), ("vv", [Variant("i", 1)] * 2)):
+            reply = await call(bus, SETTINGS, "/Settings/T/Mode", signature, body)
+            assert reply.message_type == MessageType.ERROR
+        reply = await call(
+            bus, SETTINGS, "/", "s", ["x"], member="AddSettings", interface=SETTINGS_INTERFACE
+        )
+        assert reply.message_type == MessageType.ERROR
+        assert settings["/Settings/T/Name"] == "" and settings["/Settings/T/Mode"] == 0
+        bus.disconnect()
+    assert "Traceback" not in caplog.text

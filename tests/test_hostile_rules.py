@@ -294,3 +294,8 @@ def test_an_auto_writes_portal_is_one_topic_level(tmp_path: Path) -> None:
     text = RULES.replace("site:\n", "site:\n  mqtt: {host: h, auto_writes: {portal: a/b}}\n")
     [error] = errors(tmp_path, text)
     assert 'site.mqtt.auto_writes.portal: "a/b" is not one topic level' in error
+
+
+def test_settle_is_bounded_like_the_loop(tmp_path: Path) -> None:
+    error = the_error(tmp_path, "loop_interval: 2s", "loop_interval: 2s\n  settle: 1h")
+    assert 'site.settle: "1h" is longer than 1m' in error

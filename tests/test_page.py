@@ -134,6 +134,7 @@ async def test_the_page_shows_the_demo_live_on_a_desktop_and_a_phone(
             assert sorted(c["name"] for c in page["consumers"]) == sorted(names)
             for consumer in page["consumers"]:
                 assert consumer["state"] in ("on", "off", "unavailable")
+                assert re.search(r"ran \d+ h \d\d min today", consumer["facts"]), consumer
                 assert re.match(r"(on|off|not controlled|unavailable)\b", consumer["reason"])
                 assert not consumer["actions"], "read-only by default"
             assert not page["unlock"]

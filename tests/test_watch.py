@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from hems_rules.ruleset import RuleSet, load_rules
+from hems_rules.errors import RulesError
+from hems_rules.ruleset import RuleSet, load_rules, watch
 from hems_rules.ruleset.changes import RulesChange, compare
 from hems_rules.ruleset.watch import RulesWatcher
 from tests.conftest import wait_until
@@ -98,3 +103,140 @@ async def test_editor_swap_files_do_not_reload(rules_dir: Path) -> None:
         (rules_dir / "site.yaml").write_text(SITE)  # a marker that does reload
         await wait_until(lambda: watcher.reloads == 1, what="the marker reload")
         assert str(swaps.seen[0][1]) == "nothing changed"
+
+
+class Errors:
+    """What on_error told, as /Hems/RulesError would show it."""
+
+    def __init__(self) -> None:
+        self.shown = ""
+        self.calls = 0
+
+    def __call__(self, error: RulesError | None) -> None:
+        self.shown = "" if error is None else str(error)
+        self.calls += 1
+
+
+@pytest.mark.timeout(30)
+async def test_a_cyclic_save_is_shown_and_later_saves_still_reload(rules_dir: Path) -> None:
+    swaps, errors = Swaps(rules_dir), Errors()
+    async with RulesWatcher(rules_dir, swaps.first, swaps, 0.1, on_error=errors) as watcher:
+        (rules_dir / "heaters.yaml").write_text("&a [*a, *a]\n")
+        await wait_until(lambda: "refers to a value that contains it" in errors.shown)
+        assert watcher.rules is swaps.first
+        (rules_dir / "heaters.yaml").write_text(heaters("h1", "h2"))
+        await wait_until(lambda: swaps.ids() == ["h1", "h2"], what="the fix")
+        assert errors.shown == "" and watcher.error is None
+
+
+@pytest.mark.timeout(30)
+async def test_the_directory_deleted_and_created_again_is_watched_again(rules_dir: Path) -> None:
+    swaps, errors = Swaps(rules_dir), Errors()
+    async with RulesWatcher(
+        rules_dir, swaps.first, swaps, 0.1, on_error=errors, check_every=0.2
+    ) as watcher:
+        shutil.rmtree(rules_dir)
+        await wait_until(lambda: "not a directory" in errors.shown, what="the loss")
+        rules_dir.mkdir()
+        (rules_dir / "site.yaml").write_text(SITE)
+        (rules_dir / "heaters.yaml").write_text(heaters("h2"))
+        await wait_until(lambda: swaps.ids() == ["h2"], what="the new directory")
+        (rules_dir / "heaters.yaml").write_text(heaters("h2", "h3"))
+        await wait_until(lambda: swaps.ids() == ["h2", "h3"], what="a save in it")
+        for _ in range(3):  # SIGHUP, again and again
+            assert await watcher.reload()
+        assert errors.shown == ""
+
+
+@pytest.mark.timeout(30)
+async def test_the_rules_path_replaced_by_a_file_then_a_symlink(tmp_path: Path) -> None:
+    first, second = tmp_path / "v1", tmp_path / "v2"
+    for directory, name in ((first, "h1"), (second, "h2")):
+        directory.mkdir()
+        (directory / "site.yaml").write_text(SITE)
+        (directory / "heaters.yaml").write_text(heaters(name))
+    rules = tmp_path / "rules"
+    rules.symlink_to(first)
+    swaps, errors = Swaps(rules), Errors()
+    async with RulesWatcher(rules, swaps.first, swaps, 0.1, on_error=errors, check_every=0.2):
+        rules.unlink()
+        rules.write_text("not a directory")
+        await wait_until(lambda: "not a directory" in errors.shown, what="a file")
+        rules.unlink()
+        rules.symlink_to(second)
+        await wait_until(lambda: swaps.ids() == ["h2"], what="the new link")
+        (second / "heaters.yaml").write_text(heaters("h2", "h4"))
+        await wait_until(lambda: swaps.ids() == ["h2", "h4"], what="a save behind the link")
+        (first / "heaters.yaml").write_text(heaters("old"))
+        await asyncio.sleep(0.5)
+        assert swaps.ids() == ["h2", "h4"]
+
+
+@pytest.mark.timeout(30)
+async def test_a_load_over_its_time_budget_is_an_error_and_the_next_one_works(
+    rules_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    def stuck(directory: Path) -> RuleSet:
+        release.wait(20)
+        raise RuntimeError("a bug in the loader")
+
+    swaps, errors = Swaps(rules_dir), Errors()
+    async with RulesWatcher(
+        rules_dir, swaps.first, swaps, 0.1, on_error=errors, load_budget=0.3
+    ) as watcher:
+        monkeypatch.setattr(watch, "load_rules", stuck)
+        assert not await watcher.reload()
+        assert "loading took longer than 0.3 s" in errors.shown
+        assert not await watcher.reload()
+        assert "the previous load is still running" in errors.shown
+        release.set()
+        await wait_until(lambda: not watcher.loading, what="the stuck load to end")
+        assert not await watcher.reload()
+        assert "the rules could not be loaded: RuntimeError: a bug in the loader" in errors.shown
+        monkeypatch.setattr(watch, "load_rules", load_rules)
+        (rules_dir / "heaters.yaml").write_text(heaters("h1", "h5"))
+        await wait_until(lambda: swaps.ids() == ["h1", "h5"], what="a good load")
+        assert errors.shown == ""
+
+
+@pytest.mark.timeout(30)
+async def test_leaving_does_not_wait_for_a_stuck_load(
+    rules_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered = threading.Event()
+
+    def stuck(directory: Path) -> RuleSet:
+        entered.set()
+        threading.Event().wait(60)
+        raise AssertionError("never")
+
+    monkeypatch.setattr(watch, "load_rules", stuck)
+    swaps = Swaps(rules_dir)
+    started = time.monotonic()
+    async with RulesWatcher(rules_dir, swaps.first, swaps, 0.1) as watcher:
+        reload = asyncio.create_task(watcher.reload())
+        await asyncio.to_thread(entered.wait, 5)
+    reload.cancel()
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.timeout(30)
+async def test_a_failing_swap_is_logged_and_the_watcher_goes_on(
+    rules_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[RuleSet] = []
+
+    def swap(rules: RuleSet) -> None:
+        seen.append(rules)
+        if len(seen) == 1:
+            raise RuntimeError("the engine refused")
+
+    async with RulesWatcher(rules_dir, load_rules(rules_dir), swap, 0.1) as watcher:
+        (rules_dir / "heaters.yaml").write_text(heaters("h1", "h2"))
+        await wait_until(lambda: len(seen) == 1, what="the first swap")
+        (rules_dir / "heaters.yaml").write_text(heaters("h1", "h3"))
+        await wait_until(lambda: len(seen) == 2, what="a second swap")
+        assert [c.id for c in watcher.rules.consumers] == ["h1", "h3"]
+    assert "RuntimeError: the engine refused" in caplog.text

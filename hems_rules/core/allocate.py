@@ -1,13 +1,16 @@
 """Step 3 of a cycle: the priority walk that hands out the surplus and the inverter's power.
 
-DESIGN §5.2-§5.5 and §5.10. Consumers held by min_on are booked first for the surplus;
-then, strictly by priority, a running consumer keeps what it draws while it clears its
-bar and fits the inverter limit, and an off one starts when its nominal power fits.
-While switches are settling, nothing is switched because of surplus or deficit.
+DESIGN §5.2-§5.5, §5.10 and §5.11. A consumer that reached its daily runtime.max is off
+and books nothing. One that is due (runtime.min, finished by `by`) comes first and runs
+whatever the surplus. Consumers held by min_on are booked next; then, strictly by
+priority, a running consumer keeps what it draws while it clears its bar and fits the
+inverter limit, and an off one starts when its nominal power fits. While switches are
+settling, nothing is switched because of surplus or deficit.
 """
 
 from __future__ import annotations
 
+from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot
 from hems_rules.core.observe import Entry, draw
 from hems_rules.core.reasons import Code, Reason, balance, seconds
@@ -22,11 +25,13 @@ class Allocation:
         self,
         rules: RuleSet,
         snapshot: Snapshot,
+        day: Day,
         t: float,
         reservation: Reservation,
     ) -> None:
         self.rules = rules
         self.snapshot = snapshot
+        self.day = day
         self.t = t
         self.reservation = reservation
         self.states: dict[str, ConsumerState] = {}
@@ -37,6 +42,7 @@ class Allocation:
         self.limits: dict[Phase, float | None] = {}
         self.waiting: Settling | None = None  # switches the meters do not show yet
         self._waiting: dict[bool, Reason] = {}
+        self.due: dict[str, Reason] = {}  # due consumers, with how much they still need
 
     def held(self, state: ConsumerState, minimum: float) -> float:
         """Seconds a min_on / min_off timer still holds, 0 when it does not."""
@@ -118,52 +124,159 @@ class Allocation:
             )
         elif state.pending_since != pending_since:
             state = state._replace(pending_since=pending_since)
+        consumer = entry.consumer
+        if consumer.runtime is not None and consumer.runtime.min is not None:
+            why = self.missed(consumer, state, why)
         if entry.note is not None:
-            why = why._replace(notes=(entry.note,))
-        consumer_id = entry.consumer.id
-        self.states[consumer_id] = state
-        self.decisions[consumer_id] = Decision(
-            consumer_id, "on" if on else "off", True, why, command, power if on else 0.0
+            why = why._replace(notes=(*why.notes, entry.note))
+        self.states[consumer.id] = state
+        self.decisions[consumer.id] = Decision(
+            consumer.id,
+            "on" if on else "off",
+            True,
+            why,
+            command,
+            power if on else 0.0,
+            state.runtime,
         )
+
+    def missed(self, consumer: Consumer, state: ConsumerState, why: Reason) -> Reason:
+        """After its deadline, a consumer short of runtime.min says by how much."""
+        runtime = consumer.runtime
+        assert runtime is not None and runtime.min is not None
+        short = runtime.min - state.runtime
+        if short < 1.0 or self.t < self.day.at(runtime.by):
+            return why
+        missed = Reason(Code.MISSED, (round(short), runtime.min, runtime.by_text))
+        return why._replace(notes=(*why.notes, missed))
+
+    def classify(self, controlled: list[Entry]) -> list[Entry]:
+        """Daily runtime first (§5.11): the due in front, those at their maximum off.
+
+        A consumer is due while the time left until its deadline is no more than the
+        runtime it still needs, one loop_interval early: cycles come that often, and a
+        relay reports a moment after it switched. One that reached runtime.max is off
+        until midnight.
+        """
+        due: list[Entry] = []
+        others: list[Entry] = []
+        early = self.rules.site.loop_interval
+        for entry in controlled:
+            runtime = entry.consumer.runtime
+            if runtime is None:
+                others.append(entry)
+                continue
+            ran = entry.state.runtime
+            if runtime.max is not None and ran >= runtime.max - EPSILON:
+                self.record(entry, False, Reason(Code.RUNTIME_MAX, (runtime.max,)))
+                continue
+            if runtime.min is not None:
+                need = runtime.min - ran
+                deadline = self.day.at(runtime.by)
+                if need > EPSILON and self.t < deadline and deadline - self.t <= need + early:
+                    numbers = (round(need), runtime.min, runtime.by_text)
+                    self.due[entry.consumer.id] = Reason(Code.DUE_NOTE, numbers)
+                    due.append(entry)
+                    continue
+            others.append(entry)
+        return due + others
+
+    def run_due(self, entry: Entry) -> None:
+        """A due consumer runs; only the inverter limit and min_off stop it."""
+        consumer, state = entry.consumer, entry.state
+        note = self.due[consumer.id]
+        power = draw(consumer, entry.fact) if state.on else consumer.power
+        over = self.over_limit(consumer, power, starting=not state.on)
+        min_off = 0.0 if state.on else self.held(state, consumer.min_off)
+        if over is not None and state.on:
+            self.record(entry, False, Reason(Code.SHED, (over,), (note,)))
+        elif over is not None:
+            why = Reason(Code.INVERTER_LIMIT, (round(power), over), (note,))
+            self.record(entry, False, why)
+        elif min_off > 0:
+            self.record(entry, False, Reason(Code.MIN_OFF, (seconds(min_off),), (note,)))
+        else:
+            self.pool = self.book(consumer, power, forced=True)
+            self.project(consumer, power)
+            self.record(entry, True, note._replace(code=Code.DUE), power=power)
 
     def allocate(self, ranked: list[Entry]) -> None:
         """Hand out the surplus and the inverter's power, strictly by priority.
 
         Consumers held by min_on are booked first for the surplus but keep their place
-        for the inverter limit: those that do not fit after the higher-priority loads
-        this plan keeps are shed, and the walk runs again without them, so they book
-        nothing.
+        for the inverter limit: one that does not fit after the higher-priority loads
+        this plan keeps is shed and books nothing. Which ones is first judged by the
+        inverter limit alone (every running load above them kept); the walk then
+        confirms it, and runs once more if a load above went off after all, so nothing
+        is shed that need not be.
         """
         pool, projected = self.pool, dict(self.projected)
-        shed: dict[str, Phase] = {}
+        held = [
+            e
+            for e in ranked
+            if e.state.on
+            and e.consumer.id not in self.due
+            and self.held(e.state, e.consumer.min_on) > 0
+        ]
+        shed = self.misfits(ranked, {entry.consumer.id for entry in held})
+        self.projected = dict(projected)
+        restored = False
         while True:
-            more = self.walk(ranked, shed)
-            if not more:
+            more, needless = self.walk(ranked, held, shed)
+            if not more and (restored or not needless):
                 return
+            if not restored:
+                restored = True
+                for consumer_id in needless:
+                    del shed[consumer_id]
             shed.update(more)
             self.pool, self.projected = pool, dict(projected)
 
-    def walk(self, ranked: list[Entry], shed: dict[str, Phase]) -> dict[str, Phase]:
-        """One priority walk; returns the held loads found not to fit (to be shed)."""
-        held = [
-            entry
-            for entry in ranked
-            if entry.state.on
-            and entry.consumer.id not in shed
-            and self.held(entry.state, entry.consumer.min_on) > 0
-        ]
-        self.held_later = {}
-        for entry in held:
+    def misfits(self, ranked: list[Entry], held: set[str]) -> dict[str, Phase]:
+        """The held loads that do not fit after every running load above them."""
+        misfits: dict[str, Phase] = {}
+        for entry in ranked:
+            if not entry.state.on:
+                continue
             power = draw(entry.consumer, entry.fact)
-            self.hold_later(entry.consumer, power)
-            self.pool = self.book(entry.consumer, power, forced=True)
-        held_ids = {entry.consumer.id for entry in held}
+            over = self.over_limit(entry.consumer, power, starting=False)
+            if over is None:
+                self.project(entry.consumer, power)
+            elif entry.consumer.id in held:
+                misfits[entry.consumer.id] = over
+        return misfits
+
+    def walk(
+        self, ranked: list[Entry], held: list[Entry], shed: dict[str, Phase]
+    ) -> tuple[dict[str, Phase], list[str]]:
+        """One priority walk.
+
+        Returns the held loads found not to fit (to be shed), and those shed that would
+        have fitted after all.
+        """
+        self.held_later = {}
+        held = [entry for entry in held if entry.consumer.id not in shed]
+        for entry in held:
+            self.hold_later(entry.consumer, draw(entry.consumer, entry.fact))
+        booked_held = False
         not_fitting: dict[str, Phase] = {}
+        needless: list[str] = []
         for entry in ranked:
             consumer, state = entry.consumer, entry.state
+            if consumer.id in self.due:
+                self.run_due(entry)
+                continue
+            if not booked_held:
+                # The due book first, then those held by min_on, then the walk goes on.
+                booked_held = True
+                for holding in held:
+                    power = draw(holding.consumer, holding.fact)
+                    self.pool = self.book(holding.consumer, power, forced=True)
             if consumer.id in shed:
                 self.record(entry, False, Reason(Code.SHED, (shed[consumer.id],)))
-            elif consumer.id in held_ids:
+                if self.over_limit(consumer, draw(consumer, entry.fact), starting=False) is None:
+                    needless.append(consumer.id)
+            elif state.on and self.held(state, consumer.min_on) > 0:
                 power = draw(consumer, entry.fact)
                 self.hold_later(consumer, -power)
                 over = self.over_limit(consumer, power, starting=False)
@@ -177,7 +290,7 @@ class Allocation:
                 self.keep_or_stop(entry)
             else:
                 self.start_or_wait(entry)
-        return not_fitting
+        return not_fitting, needless
 
     def keep_or_stop(self, entry: Entry) -> None:
         consumer, state = entry.consumer, entry.state
@@ -257,11 +370,19 @@ class Allocation:
         return Reason(Code.RESERVATION_UNKNOWN, (self.reservation.error,))
 
     def hold_or_stop_unknown(self, controlled: list[Entry], why: str) -> None:
-        """Surplus unknown: nothing is decided from a value that is not there."""
+        """Surplus unknown: nothing is decided from a value that is not there.
+
+        A due consumer that runs keeps running; one that is off waits, because the
+        inverter limit cannot be checked without the consumption.
+        """
         for entry in controlled:
             consumer, state = entry.consumer, entry.state
-            if consumer.stale_holds or (state.on and self.held(state, consumer.min_on) > 0):
-                reason = Reason(Code.SURPLUS_UNKNOWN, (state.on, True, why))
+            due = self.due.get(consumer.id)
+            notes = () if due is None else (due,)
+            held = state.on and self.held(state, consumer.min_on) > 0
+            if consumer.stale_holds or held or (due is not None and state.on):
+                reason = Reason(Code.SURPLUS_UNKNOWN, (state.on, True, why), notes)
                 self.record(entry, state.on, reason, power=draw(consumer, entry.fact))
             else:
-                self.record(entry, False, Reason(Code.SURPLUS_UNKNOWN, (False, False, why)))
+                reason = Reason(Code.SURPLUS_UNKNOWN, (False, False, why), notes)
+                self.record(entry, False, reason)

@@ -16,6 +16,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from hems_rules.core.allocate import Allocation
+from hems_rules.core.daily import Day
 from hems_rules.core.model import (
     UNAVAILABLE,
     ConsumerState,
@@ -24,7 +25,7 @@ from hems_rules.core.model import (
     Plan,
     Snapshot,
 )
-from hems_rules.core.observe import Entry, control, draw, observe
+from hems_rules.core.observe import Entry, control, counted, draw, observe
 from hems_rules.core.reasons import Code, Reason
 from hems_rules.core.settling import sent, unsettled
 from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, supply
@@ -42,14 +43,16 @@ def _release(
     if state.controlled and state.on and not consumer.release_keeps:
         state = state._replace(on=False, switched_at=cycle.t, awaiting=True)
         reason = Reason(Code.RELEASED, (True, why))
-        decision = Decision(consumer.id, "off", False, reason, False)
+        decision = Decision(consumer.id, "off", False, reason, False, runtime=state.runtime)
     else:
         notes = (note,) if note else ()
         if state.controlled:
             reason = Reason(Code.RELEASED, (False, why), notes)
         else:
             reason = Reason(Code.NOT_CONTROLLED, (why,), notes)
-        decision = Decision(consumer.id, "on" if state.on else "off", False, reason)
+        decision = Decision(
+            consumer.id, "on" if state.on else "off", False, reason, runtime=state.runtime
+        )
     cycle.states[consumer.id] = state._replace(controlled=False, pending_since=None)
     cycle.decisions[consumer.id] = decision
 
@@ -64,9 +67,9 @@ def decide(
 ) -> tuple[Plan, EngineState]:
     """One cycle: which controlled consumers run, every decision with its reason."""
     t = now.timestamp()
-    today = now.date()
+    day = Day(now)
     reservation = battery_reservation(rules, snapshot)
-    cycle = Allocation(rules, snapshot, t, reservation)
+    cycle = Allocation(rules, snapshot, day, t, reservation)
 
     # Observe: the relays' reports, and who is under control.
     entries: dict[str, Entry] = {}
@@ -78,12 +81,15 @@ def decide(
         prev = remembered.get(consumer.id, _FRESH)
         fact = devices.get(consumer.id, UNAVAILABLE)
         if not fact.available:
-            cycle.states[consumer.id] = prev._replace(available=False, pending_since=None)
+            gone = counted(prev, False, t, day)._replace(available=False, pending_since=None)
+            cycle.states[consumer.id] = gone
             unavailable = Reason(Code.UNAVAILABLE, (fact.cause,))
-            decision = Decision(consumer.id, "unavailable", prev.controlled, unavailable)
+            decision = Decision(
+                consumer.id, "unavailable", prev.controlled, unavailable, runtime=gone.runtime
+            )
             cycle.decisions[consumer.id] = decision
             continue
-        current, note = observe(prev, fact, t, today)
+        current, note = observe(prev, fact, t, day)
         why_not = control(consumer, snapshot, conditions)
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):
@@ -95,7 +101,7 @@ def decide(
             entries[consumer.id] = Entry(consumer, current, fact, note)
         else:
             _release(cycle, consumer, current, why_not, note)
-    controlled = [entries[c.id] for c in rules.ranked if c.id in entries]
+    controlled = cycle.classify([entries[c.id] for c in rules.ranked if c.id in entries])
 
     # Surplus, and whether the meters show the last switches yet.
     phases = rules.site.phase_names

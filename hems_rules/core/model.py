@@ -83,8 +83,10 @@ class ConsumerState(NamedTuple):
     controlled: bool = False
     available: bool = True
     pending_since: float | None = None  # since when an on_delay / off_delay condition holds
-    starts: int = 0
-    day: date | None = None
+    starts: int = 0  # switch-ons on `day`
+    day: date | None = None  # the local day `starts` and `runtime` count
+    runtime: float = 0.0  # seconds the relay reported on during `day`
+    counted_at: float | None = None  # when it last reported on; None: off or unavailable
 
 
 class Switched(NamedTuple):
@@ -116,12 +118,12 @@ class EngineState:
     settling: Settling | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """One consumer's outcome of a cycle, and why.
 
     `why` keeps the reason as a code and its numbers; `reason` is its plain words, made
     when read (on D-Bus, in the log, on the status page), once per distinct reason.
+    A NamedTuple, like ConsumerState: one is made for every consumer in every cycle.
     """
 
     consumer: str
@@ -130,6 +132,7 @@ class Decision:
     why: Reason
     command: bool | None = None  # switch the relay to this now; None leaves it alone
     power: float = 0.0  # W this consumer is counted for in the plan
+    runtime: float = 0.0  # seconds its relay reported on today (local day)
 
     @property
     def code(self) -> Code:

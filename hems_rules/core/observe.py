@@ -7,9 +7,9 @@ Mode 1, Auto 1 and an `auto_when` that holds.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import NamedTuple
 
+from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, DeviceFact, Snapshot
 from hems_rules.core.reasons import Code, Reason
 from hems_rules.core.surplus import evaluate
@@ -43,11 +43,26 @@ def draw(consumer: Consumer, fact: DeviceFact) -> float:
     return fact.power if fact.on and fact.power is not None else consumer.power
 
 
+def counted(state: ConsumerState, on: bool, t: float, day: Day) -> ConsumerState:
+    """The day's runtime, counted from the relay's reports up to `t` (DESIGN §5.11).
+
+    The relay is taken to have stayed as it last reported until now; a new local day
+    starts at zero (and at midnight, for a relay on across it), with no starts yet.
+    """
+    if state.day != day.date:
+        state = state._replace(starts=0, runtime=0.0, day=day.date)
+    since = state.counted_at
+    if since is None:
+        return state._replace(counted_at=t) if on else state
+    runtime = state.runtime + t - max(since, day.start)
+    return state._replace(runtime=runtime, counted_at=t if on else None)
+
+
 def observe(
-    prev: ConsumerState, fact: DeviceFact, t: float, today: date
+    prev: ConsumerState, fact: DeviceFact, t: float, day: Day
 ) -> tuple[ConsumerState, Reason | None]:
     """Fold the relay's report into the remembered state; facts win over intentions."""
-    state = prev if prev.day == today else prev._replace(starts=0, day=today)
+    state = counted(prev, fact.on, t, day)
     if not prev.available:
         rejoined = state._replace(on=fact.on, switched_at=t, awaiting=False, available=True)
         return rejoined, _REJOINED[fact.on]

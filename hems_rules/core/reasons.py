@@ -32,13 +32,17 @@ class Code(StrEnum):
     NOT_CONTROLLED = "not_controlled"
     UNAVAILABLE = "unavailable"
     REMOVED = "removed"
+    DUE = "due"  # runtime.min: running whatever the surplus to finish by its deadline
+    RUNTIME_MAX = "runtime_max"
     # Why a consumer is not under control (the argument of RELEASED / NOT_CONTROLLED).
     MODE_OFF = "mode_off"
     AUTO_OFF = "auto_off"
     AUTO_WHEN_FALSE = "auto_when_false"
     AUTO_WHEN_ERROR = "auto_when_error"
-    # What a relay's report revealed this cycle (a note on another reason).
-    RELAY = "relay"
+    # Notes on another reason, in parentheses.
+    RELAY = "relay"  # what a relay's report revealed this cycle
+    DUE_NOTE = "due_note"  # due, but something stops it
+    MISSED = "missed"  # the deadline passed before runtime.min was reached
 
 
 class Reason(NamedTuple):
@@ -80,6 +84,16 @@ def _left(magnitude: int, short: bool, reserved: float) -> str:
 def _names(ids: tuple[str, ...]) -> str:
     """a, b and c"""
     return ids[0] if len(ids) == 1 else f"{', '.join(ids[:-1])} and {ids[-1]}"
+
+
+def span(value: float) -> str:
+    """A duration as people say it: 45 s, 40 min, 6 h, 1 h 40 min."""
+    if value < 59.5:
+        return f"{max(0, round(value))} s"
+    hours, minutes = divmod(round(value / 60), 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def _on(on: bool) -> str:
@@ -139,6 +153,14 @@ def _sentence(code: Code, a: tuple[Any, ...]) -> str:
             return f"auto_when {a[0]!r} is false"
         case Code.AUTO_WHEN_ERROR:
             return f"auto_when {a[0]!r}: {a[1]}"
+        case Code.DUE:
+            return f"on: {_sentence(Code.DUE_NOTE, a)}"
+        case Code.DUE_NOTE:
+            return f"due, {span(a[0])} of its {span(a[1])} left before {a[2]}"
+        case Code.RUNTIME_MAX:
+            return f"off: ran its {span(a[0])} daily maximum"
+        case Code.MISSED:
+            return f"missed {span(a[0])} of its {span(a[1])} before {a[2]}"
         case Code.RELAY:
             return f"the relay {a[0]}"
     raise AssertionError(code)

@@ -20,14 +20,16 @@ from dbus_fast.aio import MessageBus
 
 from hems_rules import __version__
 from hems_rules.dbus.connection import connect
-from hems_rules.dbus.variants import Value, unwrap, wrap
+from hems_rules.dbus.variants import Value, wrap, written
 from hems_rules.errors import HemsError
+from hems_rules.numbers import checked
 
 log = logging.getLogger(__name__)
 
 BUSITEM = "com.victronenergy.BusItem"
 UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
+INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 PRODUCT_ID = 0xFFFF  # no Victron-registered id; what community drivers use
 
 Accept = Callable[[str, Value], bool]
@@ -54,20 +56,22 @@ class Item:
         return f"{self.value}{' ' + self.unit if self.unit else ''}"
 
     def coerce(self, raw: Value) -> Value:
-        """The written value as this item's type; ValueError when it cannot be."""
+        """The written value as this item's type; ValueError when it cannot be.
+
+        Numbers pass the one check of numbers.py: no NaN, no infinity, nothing huge.
+        """
         if raw is None or self.kind is None:
             return raw
+        if self.kind is str:
+            if not isinstance(raw, str):
+                raise ValueError(raw)
+            return raw
+        number = checked(raw)
         if self.kind is int:
-            if isinstance(raw, str) or (isinstance(raw, float) and not raw.is_integer()):
+            if not number.is_integer():
                 raise ValueError(raw)
-            return int(raw)
-        if self.kind is float:
-            if isinstance(raw, str):
-                raise ValueError(raw)
-            return float(raw)
-        if not isinstance(raw, str):
-            raise ValueError(raw)
-        return raw
+            return int(number)
+        return number
 
 
 class BusService:
@@ -207,6 +211,9 @@ class BusService:
         if member == "GetText":
             return Message.new_method_return(msg, "s", [item.text()])
         if member == "SetValue":
+            refused = one_variant(msg)
+            if refused is not None:
+                return refused
             return Message.new_method_return(msg, "i", [self._set_value(item, msg.body[0])])
         return Message.new_error(msg, UNKNOWN_METHOD, f"{member} is not a BusItem method")
 
@@ -232,8 +239,8 @@ class BusService:
         if not item.writable:
             return 1
         try:
-            value = item.coerce(unwrap(variant))
-        except (ValueError, TypeError):
+            value = item.coerce(written(variant))
+        except ValueError:
             return 1
         if value == item.value:
             return 0
@@ -242,6 +249,15 @@ class BusService:
         item.value = value
         self._changed(item)
         return 0
+
+
+def one_variant(msg: Message) -> Message | None:
+    """The error reply for a SetValue that does not carry exactly one variant, or None."""
+    if msg.signature == "v":
+        return None
+    return Message.new_error(
+        msg, INVALID_ARGS, f"SetValue takes one variant (v), not {msg.signature or 'nothing'}"
+    )
 
 
 def _entry(item: Item) -> dict[str, Variant]:

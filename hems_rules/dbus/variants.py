@@ -35,3 +35,21 @@ def unwrap(variant: Any) -> Value:
     if isinstance(value, (int, float, str)):
         return value
     return None
+
+
+_BASIC = frozenset("bynqiuxtds")
+
+
+def written(variant: Variant) -> Value:
+    """A value sent with SetValue, as Victron services take it; ValueError otherwise.
+
+    A basic type (a boolean counts as an int: flashmq sends JSON true as one), or invalid
+    (an empty array of any type). Arrays, structs, dicts, nested variants, object paths
+    and signatures are refused, as localsettings refuses them.
+    """
+    signature, value = variant.signature, variant.value
+    if signature.startswith("a") and not value:
+        return None
+    if signature not in _BASIC:
+        raise ValueError(f"a value of D-Bus type {signature} cannot be written")
+    return int(value) if isinstance(value, bool) else value

@@ -13,8 +13,8 @@ from typing import Any
 
 from dbus_fast import Message, Variant
 
-from hems_rules.dbus.service import BusService, Item
-from hems_rules.dbus.variants import Value, unwrap, wrap
+from hems_rules.dbus.service import INVALID_ARGS, BusService, Item, one_variant
+from hems_rules.dbus.variants import Value, unwrap, wrap, written
 
 SETTINGS_INTERFACE = "com.victronenergy.Settings"
 
@@ -63,6 +63,8 @@ class SimulatedSettings(BusService):
 
     def handle_custom(self, msg: Message) -> Message | None:
         if msg.interface == SETTINGS_INTERFACE and msg.member == "AddSettings" and msg.path == "/":
+            if msg.signature != "aa{sv}":
+                return Message.new_error(msg, INVALID_ARGS, "AddSettings takes aa{sv}")
             replies = [self._add(dict(entry)) for entry in msg.body[0]]
             return Message.new_method_return(msg, "aa{sv}", [replies])
         setting = self.items.get(str(msg.path))
@@ -72,15 +74,19 @@ class SimulatedSettings(BusService):
             )
             return Message.new_method_return(msg, "v", [wrap(0 if value is None else value)])
         if isinstance(setting, _Setting) and msg.member == "SetValue":
+            refused = one_variant(msg)
+            if refused is not None:
+                return refused
             return Message.new_method_return(msg, "i", [self._write(setting, msg.body[0])])
         return None
 
     def _write(self, setting: _Setting, variant: Variant) -> int:
+        """localsettings: the setting's own type within min/max, or -1 (invalid included)."""
         try:
-            value = setting.coerce(unwrap(variant))
-        except (ValueError, TypeError):
+            value = setting.coerce(written(variant))
+        except ValueError:
             return -1
-        if not setting.in_range(value):
+        if value is None or not setting.in_range(value):
             return -1
         self.set(setting.path, value)
         return 0
@@ -122,7 +128,7 @@ class SimulatedSettings(BusService):
             for path, item in self.items.items()
             if path.endswith("/ClassAndVrmInstance")
         }
-        instance = int(number or 0)
+        instance = int(number) if number.isascii() and number.isdigit() else 0
         while f"{device_class}:{instance}" in taken:
             instance += 1
         return f"{device_class}:{instance}"

@@ -18,7 +18,7 @@ from typing import Any
 from hems_rules.errors import ExpressionError, Problem, RulesError
 from hems_rules.expressions import FUNCTIONS, RESERVATION_NAMES, Expression, compile_expression
 from hems_rules.ruleset import schema
-from hems_rules.ruleset.durations import parse_duration
+from hems_rules.ruleset.durations import format_duration, parse_duration
 from hems_rules.ruleset.rules import (
     AutoWrites,
     Consumer,
@@ -29,6 +29,7 @@ from hems_rules.ruleset.rules import (
     MqttSource,
     PageConfig,
     RuleSet,
+    Runtime,
     ShellyEndpoint,
     Site,
     Variable,
@@ -263,10 +264,34 @@ class _Compiler:
                 release_keeps=raw["on_release"] == "keep",
                 stale_holds=raw["on_stale"] == "hold",
                 vrm=raw["vrm"],
+                runtime=self.runtime(doc, (*path, "runtime"), raw["runtime"])
+                if "runtime" in raw
+                else None,
             )
         except ValueError as err:
             self.problems.append(doc.problem(path, str(err)))
             return None
+
+    def runtime(
+        self, doc: YamlDocument, path: tuple[PathPart, ...], spec: dict[str, Any]
+    ) -> Runtime:
+        """runtime: {min, by, max}; a target that no day can meet is a located error."""
+        least = self.optional_duration(doc, path, spec, "min")
+        most = self.optional_duration(doc, path, spec, "max")
+        hours, minutes = (int(part) for part in spec.get("by", "24:00").split(":"))
+        by = hours * 60 + minutes
+        runtime = Runtime(min=least, by=by, max=most)
+        if least is None and "by" in spec:
+            self.problems.append(doc.problem((*path, "by"), "by needs a min to finish by then"))
+        if least is not None and most is not None and least > most:
+            message = f"min {format_duration(least)} is longer than max {format_duration(most)}"
+            self.problems.append(doc.problem((*path, "min"), message))
+        elif least is not None and least > by * 60:
+            message = (
+                f"min {format_duration(least)} does not fit between midnight and {runtime.by_text}"
+            )
+            self.problems.append(doc.problem((*path, "min"), message))
+        return runtime
 
 
 def _first_places(

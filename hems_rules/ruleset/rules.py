@@ -42,6 +42,19 @@ class ShellyEndpoint:
 
 
 @dataclass(frozen=True)
+class Runtime:
+    """A consumer's on-time per local day, in seconds (DESIGN §5.11)."""
+
+    min: float | None = None  # at least this long a day, finished by `by`
+    by: int = 24 * 60  # minutes after midnight, local time; 1440 is the end of the day
+    max: float | None = None  # at most this long a day
+
+    @property
+    def by_text(self) -> str:
+        return f"{self.by // 60:02d}:{self.by % 60:02d}"
+
+
+@dataclass(frozen=True)
 class Consumer:
     """One controllable load, with every default applied and durations in seconds."""
 
@@ -63,6 +76,7 @@ class Consumer:
     release_keeps: bool = False
     stale_holds: bool = False
     vrm: bool = False
+    runtime: Runtime | None = None
 
     def __post_init__(self) -> None:
         if self.power < 0:
@@ -70,7 +84,10 @@ class Consumer:
 
     def shares(self, watts: float) -> tuple[tuple[Phase, float], ...]:
         """How `watts` of this consumer's draw splits over the phases."""
-        return shares(self.phase, watts)
+        phase = self.phase
+        if phase == "3P":
+            return shares(phase, watts)
+        return ((phase, watts),)  # inline: called several times per consumer and cycle
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,10 @@ def _problems(doc: YamlDocument, err: ValidationError) -> list[Problem]:
     if err.validator == "enum":
         choices = ", ".join(_show(c) for c in spec.get("enum", []) if c is not False)
         return [doc.problem(path, f"{_show(err.instance)} is not one of {choices}")]
-    return [doc.problem(path, err.message)]
+    message, shown = err.message, repr(err.instance)
+    if len(shown) > 60 and message.startswith(shown):  # a whole list or mapping, shortened
+        message = _show(err.instance) + message[len(shown) :]
+    return [doc.problem(path, message)]
 
 
 def validate(doc: YamlDocument) -> list[Problem]:

@@ -296,7 +296,8 @@ def parse_yaml(file: str, text: str) -> tuple[YamlDocument | None, list[Problem]
     except ReaderError as err:
         line = text.count("\n", 0, err.position) + 1
         column = err.position - text.rfind("\n", 0, err.position)
-        what = f"unacceptable character U+{err.character:04X}: {err.reason}"
+        # Our words: libyaml and PyYAML's pure-Python reader (a GX has no libyaml) differ.
+        what = f"unacceptable character U+{err.character:04X}: control characters are not allowed"
         return None, [Problem(file, line, column, "", f"YAML error: {what}")]
     except yaml.YAMLError as err:
         return None, [Problem(file, 1, 1, "", f"YAML error: {err}")]

@@ -12,9 +12,10 @@ import heapq
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hems_rules.core.controller import Controller
 from hems_rules.core.model import Decision, Plan, Settings
@@ -31,7 +32,7 @@ DEFAULT_START = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
 _TOP_KEYS = {"rules", "settings", "timeline", "expect", "start", "description", "plant"}
 _PLANT_KEYS = {"meter_lag"}
 _STEP_KEYS = {"at", "system", "variables", "settings", "auto", "devices", "dbus", "rules"}
-_EXPECT_KEYS = {"at", "state", "reservation", "reason", "relays", "switches"}
+_EXPECT_KEYS = {"at", "state", "reservation", "reason", "relays", "switches", "runtime"}
 _SETTING_NAMES = {
     "Mode": "mode",
     "BatteryReservationEquation": "battery_reservation_equation",
@@ -59,6 +60,7 @@ class Expectation:
     reason: Mapping[str, str] = field(default_factory=dict)
     relays: Mapping[str, str] = field(default_factory=dict)
     switches: Mapping[str, int] = field(default_factory=dict)
+    runtime: Mapping[str, float] = field(default_factory=dict)  # seconds today
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,25 @@ def _time(doc: YamlDocument, path: tuple[str | int, ...], value: Any) -> float:
         raise ScenarioError(str(doc.problem(path, str(err)))) from None
 
 
+def _start(doc: YamlDocument, value: Any) -> datetime:
+    """`start:` as ISO 8601, optionally with the time zone whose clock runs the day.
+
+    "2026-03-29T00:00:00+01:00[Europe/Berlin]" runs on Berlin's clock, daylight-saving
+    changes included; without [zone] the offset stays fixed all along.
+    """
+    text = str(value).strip()
+    zone_name = None
+    if text.endswith("]") and "[" in text:
+        text, zone_name = text[:-1].split("[", 1)
+    try:
+        start = datetime.fromisoformat(text)
+        if zone_name is not None:
+            start = start.astimezone(ZoneInfo(zone_name))
+    except (ValueError, ZoneInfoNotFoundError) as err:
+        raise ScenarioError(str(doc.problem(("start",), f"{value!r}: {err}"))) from None
+    return start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+
+
 def load_scenario(path: Path | str, rules_dir: Path | str | None = None) -> Scenario:
     """Read a scenario file; its rules come inline or from `rules_dir`."""
     file = str(path)
@@ -148,7 +169,7 @@ def load_scenario(path: Path | str, rules_dir: Path | str | None = None) -> Scen
             c.id for s in steps if s.rules for c in s.rules.consumers
         }
         named = {**(raw.get("state") or {}), **(raw.get("reason") or {})}
-        named |= raw.get("switches") or {}
+        named |= (raw.get("switches") or {}) | (raw.get("runtime") or {})
         for consumer_id in named:
             if consumer_id not in known:
                 raise ScenarioError(
@@ -163,13 +184,13 @@ def load_scenario(path: Path | str, rules_dir: Path | str | None = None) -> Scen
                 reason=dict(raw.get("reason") or {}),
                 relays={k: _on_off(v) for k, v in (raw.get("relays") or {}).items()},
                 switches={k: int(v) for k, v in (raw.get("switches") or {}).items()},
+                runtime={
+                    k: _time(doc, ("expect", index, "runtime", k), v)
+                    for k, v in (raw.get("runtime") or {}).items()
+                },
             )
         )
-    start = DEFAULT_START
-    if "start" in data:
-        start = datetime.fromisoformat(str(data["start"]))
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
+    start = _start(doc, data["start"]) if "start" in data else DEFAULT_START
     meter_lag = 0.0
     if "plant" in data:
         _keys(doc, ("plant",), data["plant"], _PLANT_KEYS)
@@ -202,8 +223,13 @@ class Outcome:
 
 
 def _check(
-    expectation: Expectation, plan: Plan | None, plant: Plant, commands: Mapping[str, int]
+    expectation: Expectation,
+    plan: Plan | None,
+    plant: Plant,
+    commands: Mapping[str, int],
+    tolerance: float,
 ) -> list[Failure]:
+    """The failures of one expectation; runtimes may be off by `tolerance` seconds."""
     failures = []
     for consumer_id, count in expectation.switches.items():
         sent = commands.get(consumer_id, 0)
@@ -226,6 +252,13 @@ def _check(
             continue
         if decision.state != wanted:
             message = f"{consumer_id} is {decision.state}, expected {wanted} ({decision.reason})"
+            failures.append(Failure(expectation, message))
+    for consumer_id, wanted_s in expectation.runtime.items():
+        ran = plan.decision(consumer_id).runtime
+        if abs(ran - wanted_s) > tolerance:
+            message = (
+                f"{consumer_id} ran {ran:g} s today, expected {wanted_s:g} s (± {tolerance:g})"
+            )
             failures.append(Failure(expectation, message))
     for consumer_id, fragment in expectation.reason.items():
         reason = plan.decision(consumer_id).reason
@@ -301,6 +334,8 @@ def run_scenario(
     push(0.0, 1, "tick")
     if driver is not None:
         push(0.0, -1)
+    # Absolute time: adding a timedelta to a zoned datetime would add wall-clock time.
+    origin, zone = scenario.start.timestamp(), scenario.start.tzinfo
     cycle_due: set[float] = set()
     while queue:
         at, kind, _, payload = heapq.heappop(queue)
@@ -320,7 +355,7 @@ def run_scenario(
         elif kind == 1:
             cycle_due.discard(at)
             plan, changed = controller.cycle(
-                plant.snapshot(at), scenario.start + timedelta(seconds=at)
+                plant.snapshot(at), datetime.fromtimestamp(origin + at, zone)
             )
             outcome.cycles += 1
             for decision in changed:
@@ -342,7 +377,9 @@ def run_scenario(
                 interval = controller.rules.site.loop_interval or 1.0
                 push(at + interval, 1, "tick")
         else:
-            outcome.failures.extend(_check(payload, controller.plan, plant, outcome.commands))
+            tolerance = 2 * controller.rules.site.loop_interval
+            failures = _check(payload, controller.plan, plant, outcome.commands, tolerance)
+            outcome.failures.extend(failures)
     return outcome
 
 

@@ -93,7 +93,10 @@ class SwitchService:
         for consumer in rules.consumers:
             n = numbers[consumer.id]
             auto = autos[auto_setting(consumer.id).path]
-            self.inputs.set_auto(consumer.id, int(auto) if isinstance(auto, int) else 1)
+            if auto not in (0, 1):  # an invalid or odd setting is not a 1: not controlled
+                log.warning("%s: Auto setting holds %r, read as 0", consumer.id, auto)
+                auto = 0
+            self.inputs.set_auto(consumer.id, int(auto))
             prefix = f"/Devices/{n}"
             present.discard(str(n))
             if f"{prefix}/S2/Auto" in self.service.items:

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import aiohttp
 
@@ -19,8 +19,10 @@ from hems_rules.core.inputs import Inputs
 from hems_rules.health import Faults
 from hems_rules.ruleset.rules import HttpSource, MqttBroker, MqttSource, RuleSet
 from hems_rules.sources.http import HttpPoller
-from hems_rules.sources.mqtt import AutoReport, MqttVariables
 from hems_rules.tasks import Tasks
+
+if TYPE_CHECKING:
+    from hems_rules.sources.mqtt import AutoReport
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,9 @@ class VariableSources:
         address = None if broker is None else self._broker_address(broker)
         if broker is not None and address is not None and (mqtt or broker.auto_writes):
             broker = dataclasses.replace(broker, host=address[0], port=address[1])
+            # aiomqtt and paho are loaded only where MQTT is used.
+            from hems_rules.sources.mqtt import MqttVariables  # noqa: PLC0415
+
             source = MqttVariables(broker, mqtt, self.report, self._on_auto, faults=self._faults)
             self._tasks.keep_running("mqtt", source.run)
         elif mqtt and broker is None:

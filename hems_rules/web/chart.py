@@ -169,6 +169,7 @@ def live(
                 "controlled": decision.controlled if decision else False,
                 "reason": decision.reason if decision else "",
                 "code": decision.code if decision else "",
+                "runtime": decision.runtime if decision else None,  # s on today
                 "power": drawn(consumer, fact),
                 "auto": snapshot.auto.get(consumer.id, 1),
             }

@@ -1,0 +1,389 @@
+"""The same workloads on the code before the speed work and on this checkout, side by side.
+
+Absolute times on a shared machine are noise; a ratio measured in the same run is not.
+The base commit is checked out into a temporary git worktree (removed afterwards) and
+each workload runs once per tree, in its own process, with PYTHONPATH naming the tree:
+
+- decide() per cycle at 10, 100 and 1000 consumers, and a simulated 24 h day at 1 s
+  (bench/workload.py);
+- reaction: a value of com.victronenergy.system changes on D-Bus and `hems-rules run`
+  sends `Switch.Set` to an emulated Shelly, alternately on and off;
+- `hems-rules run` with 10 consumers: start to the first decision and to the first
+  `Switch.Set`, then RSS and CPU at a steady state (a system value changing every second
+  without changing any decision).
+
+The harness (private dbus-daemon, simulated GX, Shelly emulators) is this checkout's for
+both trees. Prints `BENCH <figure>_<tree>=value unit` and `BENCH <figure>_ratio=new/base`.
+
+Environment: BENCH_BASE (commit, default 69329bd), BENCH_REACTION_CHANGES (1000; the
+base, with its fixed 100 ms debounce, gets BENCH_REACTION_BASE_CHANGES, 200),
+BENCH_STEADY_SECONDS (20), BENCH_ONLY (comma-separated: decide,day,reaction,run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from common import consumers_yaml, report
+from dbus_fast import Variant
+
+from hems_rules.dbus.client import BusClient, Values
+from hems_rules.dbus.connection import connect
+from hems_rules.dbus.settings import Setting, SettingsClient
+from hems_rules.demo.bus import PrivateBus
+from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
+from hems_rules.demo.shelly_emulator import EmulatedShelly
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+BASE = os.environ.get("BENCH_BASE", "69329bd")
+SWITCH = "com.victronenergy.switch.hems"
+PV = "/Ac/PvOnGrid/L1/Power"
+CONSUMPTION = "/Ac/Consumption/L1/Power"
+SURPLUS = "/Hems/Surplus/L1"
+SURPLUS_DC = "/Hems/Surplus/Dc"
+MODE = "/Settings/HEMS/Mode"
+HOUSE = 200.0
+LOAD = 1000.0
+
+Trees = dict[str, Path]
+
+
+@contextlib.contextmanager
+def base_tree() -> Iterator[Path]:
+    """The base commit in a temporary worktree of this repository."""
+    with tempfile.TemporaryDirectory(prefix="hems-bench-") as tmp:
+        tree = Path(tmp) / "base"
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), BASE],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield tree
+        finally:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+                check=False,
+                capture_output=True,
+            )
+
+
+def env_for(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def compare(name: str, values: dict[str, float], unit: str) -> None:
+    for tree, value in values.items():
+        report(f"{name}_{tree}", value, unit)
+    if values.get("base"):
+        report(f"{name}_ratio", values["new"] / values["base"], "new/base")
+
+
+# -- pure workloads, in a process per tree --------------------------------------------
+
+
+def workload(tree: Path, *args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, str(HERE / "workload.py"), *args],
+        env=env_for(tree),
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+    result: dict[str, float] = json.loads(line.removeprefix("RESULT "))
+    return result
+
+
+def decide_figures(trees: Trees) -> None:
+    for count, cycles in ((10, 2000), (100, 500), (1000, 100)):
+        with tempfile.TemporaryDirectory() as tmp:
+            rules = Path(tmp) / "rules.yaml"
+            rules.write_text(consumers_yaml(count))
+            results = {
+                t: workload(tree, "decide", str(rules), str(cycles)) for t, tree in trees.items()
+            }
+        compare(
+            f"decide_{count}_consumers",
+            {t: r["seconds_per_cycle"] * 1e6 for t, r in results.items()},
+            "us/cycle",
+        )
+
+
+def day_figures(trees: Trees) -> None:
+    # The example rules of the base: a later tree must still read them.
+    rules = str(trees.get("base", REPO) / "rules")
+    results = {t: workload(tree, "day", rules) for t, tree in trees.items()}
+    compare("day_24h_1s_wall", {t: r["wall"] for t, r in results.items()}, "s")
+    for t, r in results.items():
+        report(f"day_24h_cycles_{t}", r["cycles"], "cycles")
+        report(f"day_24h_switch_ons_{t}", r["switch_ons"], "switch-ons")
+
+
+# -- `hems-rules run` against a simulated GX ------------------------------------------
+
+
+PLAIN_SITE = "{phases: 1, battery_reservation: 0}"
+
+
+def rules_text(ports: list[int], power: float, site: str = PLAIN_SITE) -> str:
+    lines = [f"site: {site}", "consumers:"]
+    lines += [
+        f"  - {{id: c{i}, shelly: {{host: 127.0.0.1, port: {p}}}, power: {power:g}, priority: {i}}}"
+        for i, p in enumerate(ports)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class Published:
+    """What the switch service of the process under test publishes, as it arrives."""
+
+    def __init__(self) -> None:
+        self.values: Values = {}
+        self.first_decision: float | None = None
+        self._changed = asyncio.Event()
+
+    def update(self, values: Values) -> None:
+        self.values.update(values)
+        if self.first_decision is None and values.get("/Devices/0/State") is not None:
+            self.first_decision = time.perf_counter()
+        self._changed.set()
+
+    async def until(self, condition: Callable[[Values], bool], timeout: float = 10.0) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition(self.values):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            shown = {k: v for k, v in self.values.items() if k.startswith(("/Hems", "/Devices/0"))}
+            raise TimeoutError(f"hems-rules published {shown}") from None
+
+
+@contextlib.asynccontextmanager
+async def running(
+    tree: Path, rules: str, address: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "rules.yaml").write_text(rules)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hems_rules.cli",
+            "run",
+            "--rules",
+            tmp,
+            "--bus",
+            address,
+            "--log-dir",
+            str(Path(tmp) / "log"),
+            env=env_for(tree),
+            cwd=tree,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            await process.wait()
+
+
+async def mode_on(client: BusClient) -> None:
+    """/Settings/HEMS/Mode 1 before hems-rules starts, as a user leaves it."""
+    settings = SettingsClient(client)
+    await settings.add([Setting(MODE, Variant("i", 0), Variant("i", 0), Variant("i", 1))])
+    assert await settings.set(MODE, Variant("i", 1))
+
+
+def switch_sets(devices: list[EmulatedShelly]) -> list[float]:
+    return sorted(
+        t
+        for d in devices
+        for (method, _), t in zip(d.calls, d.call_times, strict=True)
+        if method == "Switch.Set"
+    )
+
+
+async def arrived(devices: list[EmulatedShelly], count: int, timeout: float = 10.0) -> float:
+    """The time the `count`-th Switch.Set arrived (the emulators record it to the µs)."""
+    deadline = time.monotonic() + timeout
+    while len(sets := switch_sets(devices)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no Switch.Set number {count}")
+        await asyncio.sleep(0.0005)
+    return sets[count - 1]
+
+
+async def reaction(tree: Path, changes: int) -> list[float]:
+    """Seconds from a PV change on D-Bus to Switch.Set at the Shelly, on and off in turn.
+
+    Between samples the GX's meter follows: once hems-rules has read the relay back
+    (its published surplus counts the load, or no longer does), Consumption shows it.
+    """
+
+    def surplus(watts: float) -> Callable[[Values], bool]:
+        # A phase's deficit is published as the DC pool's: count both.
+        def reached(v: Values) -> bool:
+            phase, pool = v.get(SURPLUS), v.get(SURPLUS_DC)
+            if not isinstance(phase, float) or not isinstance(pool, float):
+                return False
+            return abs(phase + pool - watts) < 0.5
+
+        return reached
+
+    samples: list[float] = []
+    with PrivateBus() as bus:
+        async with (
+            SimulatedSettings(bus.address),
+            SimulatedSystem(bus.address) as system,
+            EmulatedShelly(loads=[LOAD]) as device,
+        ):
+            system.update({PV: HOUSE + 500, CONSUMPTION: HOUSE})
+            published = Published()
+            client = BusClient(await connect(bus.address))
+            await mode_on(client)
+            await client.watch(SWITCH, published.update, lambda: None)
+            async with running(tree, rules_text([device.port], LOAD), bus.address):
+                await published.until(lambda v: v.get("/Devices/0/State") == 0, timeout=30)
+                await published.until(surplus(500))
+                for n in range(changes):
+                    on = n % 2 == 0
+                    sent = len(switch_sets([device]))
+                    start = time.perf_counter()
+                    # On: 1500 W over the house. Off: 500 W, the heater's 1000 W counted back.
+                    system.set(PV, HOUSE + 1500 if on else HOUSE + 500)
+                    samples.append(await arrived([device], sent + 1) - start)
+                    # The read-back, then the meter, each seen by hems-rules.
+                    await published.until(surplus(2500 if on else -500))
+                    system.set(CONSUMPTION, HOUSE + (LOAD if on else 0))
+                    await published.until(surplus(1500 if on else 500))
+            client.bus.disconnect()
+    return samples
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of `pid`, in ns resolution (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def memory(pid: int) -> dict[str, float]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
+
+
+Watch = Callable[[], contextlib.AbstractAsyncContextManager[object]]
+
+
+async def footprint(
+    tree: Path, steady: float, site: str = PLAIN_SITE, watch: Watch | None = None
+) -> dict[str, float]:
+    """`hems-rules run` with 10 consumers: start-up, then RSS and CPU at a steady state
+    (while `watch()` looks on, when given: bench_views keeps the status page open)."""
+    with PrivateBus() as bus:
+        devices = [EmulatedShelly(loads=[100.0]) for _ in range(10)]
+        async with (
+            SimulatedSettings(bus.address),
+            SimulatedSystem(bus.address) as system,
+        ):
+            for d in devices:
+                await d.start()
+            system.update({PV: 650.0, CONSUMPTION: 200.0})  # room for four of them
+            published = Published()
+            client = BusClient(await connect(bus.address))
+            await mode_on(client)
+            await client.watch(SWITCH, published.update, lambda: None)
+            start = time.perf_counter()
+            rules = rules_text([d.port for d in devices], 100, site)
+            async with (
+                running(tree, rules, bus.address) as p,
+                contextlib.AsyncExitStack() as watching,
+            ):
+                first_set = await arrived(devices, 1, timeout=30)
+                await published.until(lambda v: published.first_decision is not None)
+                assert published.first_decision is not None
+                await asyncio.sleep(3)  # the switch-ons read back and published
+                if watch is not None:
+                    await watching.enter_async_context(watch())
+                cpu0, t0 = cpu_seconds(p.pid), time.monotonic()
+                n = 0
+                while time.monotonic() - t0 < steady:
+                    n += 1  # systemcalc publishes every second; no decision changes
+                    system.set(PV, 650.0 + n % 3)
+                    await asyncio.sleep(1)
+                cpu = (cpu_seconds(p.pid) - cpu0) / (time.monotonic() - t0)
+                figures = {
+                    "start_to_first_decision": (published.first_decision - start) * 1000,
+                    "start_to_first_switch_set": (first_set - start) * 1000,
+                    "cpu": cpu * 100,
+                    **memory(p.pid),
+                }
+            client.bus.disconnect()
+            for d in devices:
+                await d.stop()
+    return figures
+
+
+async def run_figures(trees: Trees, only: set[str]) -> None:
+    if "reaction" in only:
+        changes = int(os.environ.get("BENCH_REACTION_CHANGES", "1000"))
+        base_changes = int(os.environ.get("BENCH_REACTION_BASE_CHANGES", "200"))
+        samples = {
+            t: sorted(await reaction(tree, base_changes if t == "base" else changes))
+            for t, tree in trees.items()
+        }
+        for t, s in samples.items():
+            report(f"reaction_samples_{t}", len(s), "changes")
+        compare("reaction_p50", {t: statistics.median(s) * 1000 for t, s in samples.items()}, "ms")
+        compare(
+            "reaction_p99",
+            {t: s[max(0, int(len(s) * 0.99) - 1)] * 1000 for t, s in samples.items()},
+            "ms",
+        )
+    if "run" in only:
+        steady = float(os.environ.get("BENCH_STEADY_SECONDS", "20"))
+        results = {t: await footprint(tree, steady) for t, tree in trees.items()}
+        for key, name, unit in (
+            ("start_to_first_decision", "run_start_to_first_decision", "ms"),
+            ("start_to_first_switch_set", "run_start_to_first_switch_set", "ms"),
+            ("VmRSS", "run_10_consumers_rss", "MiB"),
+            ("VmHWM", "run_10_consumers_peak_rss", "MiB"),
+            ("cpu", "run_10_consumers_steady_cpu", "% of one core"),
+        ):
+            compare(name, {t: r[key] for t, r in results.items()}, unit)
+
+
+def main() -> None:
+    only = set(os.environ.get("BENCH_ONLY", "decide,day,reaction,run").split(","))
+    with base_tree() as base:
+        trees = {"base": base, "new": REPO}
+        if "decide" in only:
+            decide_figures(trees)
+        if "day" in only:
+            day_figures(trees)
+        asyncio.run(run_figures(trees, only))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""What each command loads: a GX runs `run`, and RAM there is shared with a dozen services."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).parent.parent
+
+# Never needed on a GX: the demo and its emulators, the simulator, a web server.
+NOT_FOR_RUN = ("hems_rules.demo", "hems_rules.simulate", "aiohttp.web")
+
+
+def loaded(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running `code`."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    modules: list[str] = json.loads(out.stdout.splitlines()[-1])
+    return set(modules)
+
+
+def under(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if m.startswith(prefixes))
+
+
+def test_run_loads_no_demo_emulator_simulator_web_server_or_unused_mqtt() -> None:
+    modules = loaded("import hems_rules.cli, hems_rules.app")
+    assert "hems_rules.app" in modules and "aiohttp" in modules
+    assert under(modules, NOT_FOR_RUN) == []
+    assert under(modules, ("aiomqtt", "paho")) == [], "MQTT only for rules that use it"
+
+
+def test_check_loads_neither_the_app_nor_what_run_leaves_out() -> None:
+    modules = loaded("from hems_rules.cli import main\nmain(['check', 'rules'])")
+    assert "hems_rules.ruleset.compiler" in modules
+    assert under(modules, (*NOT_FOR_RUN, "hems_rules.app", "dbus_fast", "aiohttp")) == []
+
+
+def test_the_pure_engine_loads_no_rule_file_machinery() -> None:
+    modules = loaded("import hems_rules.core.controller, hems_rules.core.engine")
+    assert under(modules, ("yaml", "jsonschema", "hems_rules.ruleset.compiler")) == []
