@@ -300,7 +300,12 @@ def test_a_full_disk_is_logged_once_and_control_goes_on(tmp_path: Path) -> None:
         text=True,
         timeout=60,
         cwd=Path(__file__).parent.parent,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]
+            ),
+        },
         check=False,
     )
     assert child.returncode == 0, child.stderr
