@@ -182,9 +182,8 @@ class Recorder:
     # -- writing ---------------------------------------------------------------------
 
     async def _flush_forever(self) -> None:
-        # Opening checks the file (quick_check): seconds on a big store on a GX, so not
-        # on the way to the first decision. Readers and writers queue behind it.
-        await self._attempt(lambda: None)
+        # The store is opened by the first flush: opening checks the file (quick_check),
+        # seconds on a big store on a GX, and must not delay the first decision.
         while True:
             await asyncio.sleep(self.flush_every)
             await self.flush()
