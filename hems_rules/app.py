@@ -85,14 +85,14 @@ class SwitchControl:
 
     service: SwitchService
     numbers: DeviceNumbers
-    manual: bool = False  # on/off by hand arrives with /SwitchableOutput/<n>/State
+    manual: bool = True  # on/off by hand while Auto is 0, as the GX's switch pane allows
 
     def set_auto(self, consumer_id: str, value: int) -> bool:
         number = self.numbers.numbers.get(consumer_id)
         return number is not None and self.service.set_auto(number, value)
 
     def switch(self, consumer_id: str, on: bool) -> bool:
-        return False
+        return self.service.switch_by_hand(consumer_id, on)
 
 
 @dataclass
