@@ -246,8 +246,10 @@ class Allocation:
             and e.consumer.id not in self.due
             and self.held(e.state, e.consumer.min_on) > 0
         ]
-        shed = self.misfits(ranked, {entry.consumer.id for entry in held})
-        self.projected = dict(projected)
+        shed: dict[str, Phase] = {}
+        if held and any(limit is not None for limit in self.limits.values()):
+            shed = self.misfits(ranked, {entry.consumer.id for entry in held})
+            self.projected = dict(projected)
         restored = False
         while True:
             more, needless = self.walk(ranked, held, shed)

@@ -26,7 +26,7 @@ from hems_rules.core.model import (
     Snapshot,
 )
 from hems_rules.core.observe import CONFIRM_WITHIN, Entry, control, counted, draw, observe
-from hems_rules.core.reasons import Code, Reason
+from hems_rules.core.reasons import Code, Reason, seconds
 from hems_rules.core.settling import sent, unsettled
 from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, supply
 from hems_rules.expressions import Evaluation
@@ -70,6 +70,9 @@ def decide(
     day = Day(now)
     reservation = battery_reservation(rules, snapshot)
     cycle = Allocation(rules, snapshot, day, t, reservation)
+    phases = rules.site.phase_names
+    consumption = {p: snapshot.system.get(CONSUMPTION[p]) for p in phases}
+    known = snapshot.system_present and None not in consumption.values()
 
     # Observe: the relays' reports, and who is under control.
     entries: dict[str, Entry] = {}
@@ -107,14 +110,20 @@ def decide(
         if why_not is None:
             if not current.controlled:
                 current = current._replace(controlled=True)
-            entries[consumer.id] = Entry(consumer, current, fact, note)
+            entry = Entry(consumer, current, fact, note)
+            if known and not current.on and consumer.runtime is None:
+                # Held off by min_off it books nothing: its place in the walk is moot.
+                min_off = cycle.held(current, consumer.min_off)
+                if min_off > 0:
+                    cycle.record(entry, False, Reason(Code.MIN_OFF, (seconds(min_off),)))
+                    continue
+            entries[consumer.id] = entry
         else:
             _release(cycle, consumer, current, why_not, note)
-    controlled = cycle.classify([entries[c.id] for c in rules.ranked if c.id in entries])
+    ranked = [entries[c.id] for c in rules.ranked if c.id in entries]
+    controlled = cycle.classify(ranked) if rules.timed else ranked
 
     # Surplus, and whether the meters show the last switches yet.
-    phases = rules.site.phase_names
-    consumption = {p: snapshot.system.get(CONSUMPTION[p]) for p in phases}
     total = _total(consumption) if snapshot.system_present else None
     unshown = unsettled(state.settling, rules, snapshot, total, t)
     cycle.waiting = state.settling if unshown is not None else None

@@ -239,6 +239,11 @@ class RuleSet:
         return MappingProxyType({c.id: c for c in self.consumers})
 
     @cached_property
+    def timed(self) -> bool:
+        """Whether any consumer has a daily runtime."""
+        return any(c.runtime is not None for c in self.consumers)
+
+    @cached_property
     def ranked(self) -> tuple[Consumer, ...]:
         """The consumers in the order they are served: priority, then order in the rules."""
         order = sorted(enumerate(self.consumers), key=lambda item: (item[1].priority, item[0]))
