@@ -46,6 +46,7 @@ class Allocation:
         self.waiting: Settling | None = None  # switches the meters do not show yet
         self._waiting: dict[bool, Reason] = {}
         self.due: dict[str, Reason] = {}  # due consumers, with how much they still need
+        self.switching = False  # whether any decision of this cycle switches a relay
 
     def held(self, state: ConsumerState, minimum: float) -> float:
         """Seconds a min_on / min_off timer still holds, 0 when it does not."""
@@ -142,6 +143,7 @@ class Allocation:
         command = None
         if on != state.on:
             command = on
+            self.switching = True
             state = state._replace(
                 on=on,
                 switched_at=self.t,

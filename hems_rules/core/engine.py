@@ -42,6 +42,7 @@ def _release(
     """A consumer outside control: switched off once when it leaves, then left alone."""
     if state.controlled and state.on and not consumer.release_keeps:
         state = state._replace(on=False, switched_at=cycle.t, awaiting=True)
+        cycle.switching = True
         reason = Reason(Code.RELEASED, (True, why))
         decision = Decision(consumer.id, "off", False, reason, False, runtime=state.runtime)
     else:
@@ -58,8 +59,8 @@ def _release(
 
 
 def _total(consumption: Mapping[Phase, float | None]) -> float | None:
-    values = list(consumption.values())
-    return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
+    values = tuple(consumption.values())
+    return None if None in values else sum(values)  # type: ignore[arg-type]
 
 
 def decide(
@@ -72,7 +73,7 @@ def decide(
     cycle = Allocation(rules, snapshot, day, t, reservation)
     phases = rules.site.phase_names
     consumption = {p: snapshot.system.get(CONSUMPTION[p]) for p in phases}
-    known = snapshot.system_present and None not in consumption.values()
+    surplus_known = snapshot.system_present and None not in consumption.values()
 
     # Observe: the relays' reports, and who is under control.
     entries: dict[str, Entry] = {}
@@ -111,7 +112,7 @@ def decide(
             if not current.controlled:
                 current = current._replace(controlled=True)
             entry = Entry(consumer, current, fact, note)
-            if known and not current.on and consumer.runtime is None:
+            if surplus_known and not current.on and consumer.runtime is None:
                 # Held off by min_off it books nothing: its place in the walk is moot.
                 min_off = cycle.held(current, consumer.min_off)
                 if min_off > 0:
@@ -157,8 +158,10 @@ def _finish(
     cycle: Allocation, supplied: Supply | None, total: float | None
 ) -> tuple[Plan, EngineState]:
     rules, pool = cycle.rules, cycle.pool
-    served = (cycle.decisions[c.id] for c in rules.ranked)
-    settling = sent(served, rules, cycle.snapshot, waiting=cycle.waiting, total=total, t=cycle.t)
+    settling = cycle.waiting
+    if cycle.switching:
+        served = (cycle.decisions[c.id] for c in rules.ranked)
+        settling = sent(served, rules, cycle.snapshot, waiting=settling, total=total, t=cycle.t)
     plan = Plan(
         decisions=tuple(cycle.decisions[c.id] for c in rules.consumers),
         active=cycle.snapshot.settings.mode == 1,

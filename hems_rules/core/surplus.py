@@ -6,7 +6,7 @@ engine's own running loads draw, which the consumption already contains).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -60,15 +60,32 @@ class Reservation:
 
 def battery_reservation(rules: RuleSet, snapshot: Snapshot) -> Reservation:
     """R in W: the equation of SOC, clamped to >= 0 and to what the battery can take."""
-    text = snapshot.settings.battery_reservation_equation.strip()
-    equation = _override(text) if text else rules.site.battery_reservation
+    return _reservation(
+        rules.site.battery_reservation,
+        snapshot.settings.battery_reservation_equation,
+        snapshot.system.get("/Dc/Battery/Soc"),
+        snapshot.max_charge_current,
+        snapshot.max_charge_voltage,
+    )
+
+
+# Its inputs (SOC, the BMS limits) change far more slowly than cycles run.
+@lru_cache(maxsize=64)
+def _reservation(
+    rules_equation: Expression,
+    text: str,
+    soc: float | None,
+    current: float | None,
+    voltage: float | None,
+) -> Reservation:
+    text = text.strip()
+    equation = _override(text) if text else rules_equation
     if isinstance(equation, str):
         return Reservation(None, "ERROR", equation)
-    result = evaluate(equation, {"SOC": snapshot.system.get("/Dc/Battery/Soc")})
+    result = evaluate(equation, {"SOC": soc})
     if result.value is None:
         return Reservation(None, "ERROR", f"{equation.source!r}: {result.error}")
     watts = max(0.0, result.value)
-    current, voltage = snapshot.max_charge_current, snapshot.max_charge_voltage
     if current is not None and voltage is not None and current * voltage < watts:
         return Reservation(max(0.0, current * voltage), "BMS")
     return Reservation(watts, "OK")
@@ -92,7 +109,7 @@ class Pool:
     def total(self) -> float:
         return sum(self.phases.values()) + self.dc
 
-    def book(self, shares: Iterable[tuple[Phase, float]], forced: bool) -> Pool | None:
+    def book(self, shares: Sequence[tuple[Phase, float]], forced: bool) -> Pool | None:
         """The pool after feeding `shares`, or None when they do not fit (unless forced).
 
         A phase is fed from itself, then from the DC pool, then from the other phases:
@@ -102,6 +119,12 @@ class Pool:
         phases = self.phases.copy()
         dc = self.dc
         factor = self.factor
+        if len(shares) == 1:
+            phase, watts = shares[0]
+            own = phases.get(phase, 0.0)
+            if 0.0 <= watts <= own:  # the usual: the load's own phase feeds it
+                phases[phase] = own - watts
+                return Pool(phases, dc - min(max(dc, 0.0), 0.0), factor)
         for phase, watts in shares:
             need = watts
             own = min(max(phases.get(phase, 0.0), 0.0), need)
@@ -135,31 +158,32 @@ class Supply:
     limits: dict[Phase, float | None]  # most a phase may consume: CIP plus its AC PV
 
 
-def _reading(snapshot: Snapshot, path: str) -> float:
-    """An AC or DC PV reading; an invalid path means there is no such PV."""
-    value = snapshot.system.get(path)
-    return 0.0 if value is None else value
-
-
 def supply(
     rules: RuleSet,
     snapshot: Snapshot,
     consumption: Mapping[Phase, float],
     own_load: Mapping[Phase, float],
 ) -> Supply:
-    """Surplus per phase: PV minus consumption plus the engine's own loads (§5.1)."""
-    phases = rules.site.phase_names
-    pv = {
-        p: _reading(snapshot, _PV_ON_GRID[p]) + _reading(snapshot, _PV_ON_OUTPUT[p]) for p in phases
-    }
-    surplus = {p: pv[p] - consumption[p] + own_load[p] for p in phases}
-    dc = _reading(snapshot, "/Dc/Pv/Power") * rules.site.dc_efficiency
-    for p in phases:
-        if surplus[p] < 0:
-            dc += surplus[p]
-            surplus[p] = 0.0
-    factor = 1.0 if snapshot.hub4_mode == 1 else rules.site.dc_efficiency**2
+    """Surplus per phase: PV minus consumption plus the engine's own loads (§5.1).
+
+    An invalid PV path means there is no such PV (0).
+    """
+    system = snapshot.system
+    site = rules.site
     cip = snapshot.settings.continuous_inverter_power
-    per_phase = cip if cip >= 0 else rules.site.continuous_inverter_power
-    limits = {p: None if per_phase is None else per_phase + pv[p] for p in phases}
+    per_phase = cip if cip >= 0 else site.continuous_inverter_power
+    surplus: dict[Phase, float] = {}
+    limits: dict[Phase, float | None] = {}
+    dc = system.get("/Dc/Pv/Power")
+    dc = 0.0 if dc is None else dc * site.dc_efficiency
+    for p in site.phase_names:
+        grid, output = system.get(_PV_ON_GRID[p]), system.get(_PV_ON_OUTPUT[p])
+        pv = (0.0 if grid is None else grid) + (0.0 if output is None else output)
+        limits[p] = None if per_phase is None else per_phase + pv
+        left = pv - consumption[p] + own_load[p]
+        if left < 0:
+            dc += left
+            left = 0.0
+        surplus[p] = left
+    factor = 1.0 if snapshot.hub4_mode == 1 else site.dc_efficiency**2
     return Supply(surplus, dc, Pool(dict(surplus), dc, factor), limits)
