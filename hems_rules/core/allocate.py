@@ -14,7 +14,7 @@ from __future__ import annotations
 from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot
 from hems_rules.core.observe import Entry, draw
-from hems_rules.core.reasons import Code, Reason, balance, seconds
+from hems_rules.core.reasons import Code, Reason, balance, seconds, timer
 from hems_rules.core.surplus import EPSILON, Pool, Reservation
 from hems_rules.ruleset.rules import Consumer, Phase, RuleSet
 
@@ -139,7 +139,19 @@ class Allocation:
         pending_since: float | None = None,
     ) -> None:
         """Record a controlled consumer's outcome, switching it when `on` differs."""
-        state = entry.state
+        self.outcome(entry.consumer, entry.state, entry.note, on, why, power, pending_since)
+
+    def outcome(
+        self,
+        consumer: Consumer,
+        state: ConsumerState,
+        note: Reason | None,
+        on: bool,
+        why: Reason,
+        power: float = 0.0,
+        pending_since: float | None = None,
+    ) -> None:
+        """`record` for a consumer that has no Entry: one held off decides without the walk."""
         command = None
         if on != state.on:
             command = on
@@ -153,11 +165,10 @@ class Allocation:
             )
         elif state.pending_since != pending_since:
             state = state._replace(pending_since=pending_since)
-        consumer = entry.consumer
         if consumer.runtime is not None and consumer.runtime.min is not None:
             why = self.missed(consumer, state, why)
-        if entry.note is not None:
-            why = why._replace(notes=(*why.notes, entry.note))
+        if note is not None:
+            why = why._replace(notes=(*why.notes, note))
         self.states[consumer.id] = state
         self.decisions[consumer.id] = Decision(
             consumer.id,
@@ -311,7 +322,7 @@ class Allocation:
                 self.pool = self.book(consumer, power, forced=True)
                 self.project(consumer, power)
                 left = seconds(self.held(state, consumer.min_on))
-                self.record(entry, True, Reason(Code.MIN_ON, (left,)), power=power)
+                self.record(entry, True, timer(Code.MIN_ON, left), power=power)
             elif state.on:
                 self.keep_or_stop(entry)
             else:
@@ -356,7 +367,7 @@ class Allocation:
         min_off = self.held(state, consumer.min_off)
         cap = consumer.max_starts_per_day
         if min_off > 0:
-            self.record(entry, False, Reason(Code.MIN_OFF, (seconds(min_off),)))
+            self.record(entry, False, timer(Code.MIN_OFF, seconds(min_off)))
             return
         if cap is not None and state.starts >= cap:
             self.record(entry, False, Reason(Code.STARTS_CAP, (cap,)))

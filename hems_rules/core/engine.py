@@ -26,7 +26,7 @@ from hems_rules.core.model import (
     Snapshot,
 )
 from hems_rules.core.observe import CONFIRM_WITHIN, Entry, control, counted, draw, observe
-from hems_rules.core.reasons import Code, Reason, seconds
+from hems_rules.core.reasons import Code, Reason, seconds, timer
 from hems_rules.core.settling import sent, unsettled
 from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, supply
 from hems_rules.expressions import Evaluation
@@ -76,12 +76,13 @@ def decide(
     surplus_known = snapshot.system_present and None not in consumption.values()
 
     # Observe: the relays' reports, and who is under control.
-    entries: dict[str, Entry] = {}
     conditions: dict[str, Evaluation] = {}
     own_load = dict.fromkeys(PHASES, 0.0)
     remembered = state.consumers
     devices = snapshot.devices
-    for consumer in rules.consumers:
+    slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
+    rank = rules.rank
+    for index, consumer in enumerate(rules.consumers):
         prev = remembered.get(consumer.id, _FRESH)
         fact = devices.get(consumer.id, UNAVAILABLE)
         if not fact.available:
@@ -108,20 +109,20 @@ def decide(
                     cycle.reserve(consumer, watts)
             for phase, share in consumer.shares(watts):
                 own_load[phase] += share
-        if why_not is None:
-            if not current.controlled:
-                current = current._replace(controlled=True)
-            entry = Entry(consumer, current, fact, note)
-            if surplus_known and not current.on and consumer.runtime is None:
-                # Held off by min_off it books nothing: its place in the walk is moot.
-                min_off = cycle.held(current, consumer.min_off)
-                if min_off > 0:
-                    cycle.record(entry, False, Reason(Code.MIN_OFF, (seconds(min_off),)))
-                    continue
-            entries[consumer.id] = entry
-        else:
+        if why_not is not None:
             _release(cycle, consumer, current, why_not, note)
-    ranked = [entries[c.id] for c in rules.ranked if c.id in entries]
+            continue
+        if not current.controlled:
+            current = current._replace(controlled=True)
+        if surplus_known and not current.on and consumer.runtime is None:
+            # Held off by min_off it books nothing: its place in the walk is moot.
+            min_off = cycle.held(current, consumer.min_off)
+            if min_off > 0:
+                held_off = timer(Code.MIN_OFF, seconds(min_off))
+                cycle.outcome(consumer, current, note, False, held_off)
+                continue
+        slots[rank[index]] = Entry(consumer, current, fact, note)
+    ranked = [entry for entry in slots if entry is not None]
     controlled = cycle.classify(ranked) if rules.timed else ranked
 
     # Surplus, and whether the meters show the last switches yet.

@@ -93,6 +93,11 @@ class ConsumerState(NamedTuple):
     runtime: float = 0.0  # seconds the relay reported on during `day`
     counted_at: float | None = None  # when it last reported on; None: off or unavailable
 
+    def counting(self, runtime: float, counted_at: float | None) -> ConsumerState:
+        """This state with its runtime counted anew: made for every relay that is on in
+        every cycle, so built from a slice, a few times cheaper than `_replace`."""
+        return ConsumerState._make((*self[:8], runtime, counted_at))
+
 
 class Switched(NamedTuple):
     """One command of a settling batch: which relay, which way, and the draw it moves."""

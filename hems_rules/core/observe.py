@@ -56,15 +56,19 @@ def counted(state: ConsumerState, on: bool, t: float, day: Day) -> ConsumerState
         state = state._replace(starts=0, runtime=0.0, day=day.date)
     since = state.counted_at
     if since is None:
-        return state._replace(counted_at=t) if on else state
+        return state.counting(state.runtime, t) if on else state
     runtime = state.runtime + t - max(since, day.start)
-    return state._replace(runtime=runtime, counted_at=t if on else None)
+    return state.counting(runtime, t if on else None)
 
 
 def observe(
     prev: ConsumerState, fact: DeviceFact, t: float, day: Day
 ) -> tuple[ConsumerState, Reason | None]:
     """Fold the relay's report into the remembered state; facts win over intentions."""
+    if not fact.on and not prev.on and prev.counted_at is None and prev.day == day.date:
+        # The usual, for most: off as told, with no runtime to count.
+        if prev.available and not prev.awaiting:
+            return prev, None
     state = counted(prev, fact.on, t, day)
     if not prev.available:
         rejoined = state._replace(on=fact.on, switched_at=t, awaiting=False, available=True)

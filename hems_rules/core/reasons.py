@@ -57,6 +57,12 @@ class Reason(NamedTuple):
         return _text(self)
 
 
+@lru_cache(maxsize=1024)
+def timer(code: Code, left: int) -> Reason:
+    """A min_on / min_off reason with its seconds left: the same few, over and over."""
+    return Reason(code, (left,))
+
+
 def seconds(value: float) -> int:
     """Times left in reasons are whole seconds, at least 1 while anything is left."""
     return max(1, round(value))

@@ -246,5 +246,16 @@ class RuleSet:
     @cached_property
     def ranked(self) -> tuple[Consumer, ...]:
         """The consumers in the order they are served: priority, then order in the rules."""
-        order = sorted(enumerate(self.consumers), key=lambda item: (item[1].priority, item[0]))
-        return tuple(consumer for _, consumer in order)
+        return tuple(self.consumers[i] for i in self._order)
+
+    @cached_property
+    def rank(self) -> tuple[int, ...]:
+        """Each consumer's place in `ranked`, in the order of the rules."""
+        places = [0] * len(self.consumers)
+        for place, index in enumerate(self._order):
+            places[index] = place
+        return tuple(places)
+
+    @cached_property
+    def _order(self) -> list[int]:
+        return sorted(range(len(self.consumers)), key=lambda i: (self.consumers[i].priority, i))
