@@ -139,7 +139,15 @@ class Allocation:
         pending_since: float | None = None,
     ) -> None:
         """Record a controlled consumer's outcome, switching it when `on` differs."""
-        self.outcome(entry.consumer, entry.state, entry.note, on, why, power, pending_since)
+        self.outcome(
+            entry.consumer,
+            entry.state,
+            entry.note,
+            on,
+            why,
+            power=power,
+            pending_since=pending_since,
+        )
 
     def outcome(
         self,
@@ -148,6 +156,7 @@ class Allocation:
         note: Reason | None,
         on: bool,
         why: Reason,
+        *,
         power: float = 0.0,
         pending_since: float | None = None,
     ) -> None:

@@ -65,10 +65,10 @@ def observe(
     prev: ConsumerState, fact: DeviceFact, t: float, day: Day
 ) -> tuple[ConsumerState, Reason | None]:
     """Fold the relay's report into the remembered state; facts win over intentions."""
-    if not fact.on and not prev.on and prev.counted_at is None and prev.day == day.date:
-        # The usual, for most: off as told, with no runtime to count.
-        if prev.available and not prev.awaiting:
-            return prev, None
+    # The usual, for most: off as told, with no runtime to count.
+    off = not fact.on and not prev.on and prev.counted_at is None
+    if off and prev.available and not prev.awaiting and prev.day == day.date:
+        return prev, None
     state = counted(prev, fact.on, t, day)
     if not prev.available:
         rejoined = state._replace(on=fact.on, switched_at=t, awaiting=False, available=True)
