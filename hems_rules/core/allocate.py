@@ -14,7 +14,7 @@ from __future__ import annotations
 from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot
 from hems_rules.core.observe import Entry, draw
-from hems_rules.core.reasons import Code, Reason, balance, seconds, timer
+from hems_rules.core.reasons import HELD_OFF, HELD_ON, Code, Reason, balance, seconds
 from hems_rules.core.surplus import EPSILON, Pool, Reservation
 from hems_rules.ruleset.rules import Consumer, Phase, RuleSet
 
@@ -43,6 +43,7 @@ class Allocation:
         # Switch-offs the relays have not confirmed: what they still draw, for switch-ons.
         self.unconfirmed: dict[Phase, float] = {}
         self.limits: dict[Phase, float | None] = {}
+        self.limited = False  # whether any phase has a limit
         self.waiting: Settling | None = None  # switches the meters do not show yet
         self._waiting: dict[bool, Reason] = {}
         self.due: dict[str, Reason] = {}  # due consumers, with how much they still need
@@ -72,6 +73,8 @@ class Allocation:
         A running load must fit after the higher-priority loads this plan keeps; a load
         switching on must also leave room for the loads held by min_on further down.
         """
+        if not self.limited:
+            return None
         for phase, share in consumer.shares(power):
             limit = self.limits.get(phase)
             if limit is None:
@@ -261,16 +264,16 @@ class Allocation:
         is shed that need not be.
         """
         pool, projected = self.pool, dict(self.projected)
-        held = [
-            e
-            for e in ranked
-            if e.state.on
-            and e.consumer.id not in self.due
-            and self.held(e.state, e.consumer.min_on) > 0
-        ]
+        held: dict[str, float] = {}  # seconds left of the min_on that holds them
+        for entry in ranked:
+            state = entry.state
+            if state.on:
+                left = self.held(state, entry.consumer.min_on)
+                if left > 0 and entry.consumer.id not in self.due:
+                    held[entry.consumer.id] = left
         shed: dict[str, Phase] = {}
-        if held and any(limit is not None for limit in self.limits.values()):
-            shed = self.misfits(ranked, {entry.consumer.id for entry in held})
+        if held and self.limited:
+            shed = self.misfits(ranked, held)
             self.projected = dict(projected)
         restored = False
         while True:
@@ -284,7 +287,7 @@ class Allocation:
             shed.update(more)
             self.pool, self.projected = pool, dict(projected)
 
-    def misfits(self, ranked: list[Entry], held: set[str]) -> dict[str, Phase]:
+    def misfits(self, ranked: list[Entry], held: dict[str, float]) -> dict[str, Phase]:
         """The held loads that do not fit after every running load above them."""
         misfits: dict[str, Phase] = {}
         for entry in ranked:
@@ -299,7 +302,7 @@ class Allocation:
         return misfits
 
     def walk(
-        self, ranked: list[Entry], held: list[Entry], shed: dict[str, Phase]
+        self, ranked: list[Entry], held: dict[str, float], shed: dict[str, Phase]
     ) -> tuple[dict[str, Phase], list[str]]:
         """One priority walk.
 
@@ -307,32 +310,33 @@ class Allocation:
         have fitted after all.
         """
         self.held_later = {}
-        held = [entry for entry in held if entry.consumer.id not in shed]
-        for entry in held:
-            self.hold_later(entry.consumer, draw(entry.consumer, entry.fact))
+        for entry in ranked:
+            if entry.consumer.id in held and entry.consumer.id not in shed:
+                self.hold_later(entry.consumer, draw(entry.consumer, entry.fact))
         not_fitting: dict[str, Phase] = {}
         needless: list[str] = []
+        due = self.due
         for entry in ranked:
-            consumer, state = entry.consumer, entry.state
-            if consumer.id in self.due:
+            consumer = entry.consumer
+            consumer_id = consumer.id
+            if due and consumer_id in due:
                 self.run_due(entry)
-                continue
-            if consumer.id in shed:
-                self.record(entry, False, Reason(Code.SHED, (shed[consumer.id],)))
+            elif shed and consumer_id in shed:
+                self.record(entry, False, Reason(Code.SHED, (shed[consumer_id],)))
                 if self.over_limit(consumer, draw(consumer, entry.fact), starting=False) is None:
-                    needless.append(consumer.id)
-            elif state.on and self.held(state, consumer.min_on) > 0:
+                    needless.append(consumer_id)
+            elif consumer_id in held:
                 power = draw(consumer, entry.fact)
                 self.hold_later(consumer, -power)
                 over = self.over_limit(consumer, power, starting=False)
                 if over is not None:
-                    not_fitting[consumer.id] = over
+                    not_fitting[consumer_id] = over
                     continue
                 self.pool = self.book(consumer, power, forced=True)
                 self.project(consumer, power)
-                left = seconds(self.held(state, consumer.min_on))
-                self.record(entry, True, timer(Code.MIN_ON, left), power=power)
-            elif state.on:
+                why = HELD_ON(held[consumer_id])
+                self.record(entry, True, why, power=power)
+            elif entry.state.on:
                 self.keep_or_stop(entry)
             else:
                 self.start_or_wait(entry)
@@ -376,7 +380,7 @@ class Allocation:
         min_off = self.held(state, consumer.min_off)
         cap = consumer.max_starts_per_day
         if min_off > 0:
-            self.record(entry, False, timer(Code.MIN_OFF, seconds(min_off)))
+            self.record(entry, False, HELD_OFF(min_off))
             return
         if cap is not None and state.starts >= cap:
             self.record(entry, False, Reason(Code.STARTS_CAP, (cap,)))

@@ -24,16 +24,19 @@ def _wall(day: date, minutes: int, zone: tzinfo | None) -> float:
 class Day:
     """The local day of a cycle: its date, and its wall-clock times as timestamps."""
 
-    __slots__ = ("date", "zone")
+    __slots__ = ("_start", "date", "zone")
 
     def __init__(self, now: datetime) -> None:
         self.date = now.date()
         self.zone = now.tzinfo
+        self._start: float | None = None
 
     @property
     def start(self) -> float:
         """Midnight at the start of the day."""
-        return _wall(self.date, 0, self.zone)
+        if self._start is None:
+            self._start = _wall(self.date, 0, self.zone)
+        return self._start
 
     def at(self, minutes: int) -> float:
         """The wall-clock time `minutes` after midnight (1440: the next midnight)."""

@@ -26,7 +26,7 @@ from hems_rules.core.model import (
     Snapshot,
 )
 from hems_rules.core.observe import CONFIRM_WITHIN, Entry, control, counted, draw, observe
-from hems_rules.core.reasons import Code, Reason, seconds, timer
+from hems_rules.core.reasons import HELD_OFF, Code, Reason
 from hems_rules.core.settling import sent, unsettled
 from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, supply
 from hems_rules.expressions import Evaluation
@@ -118,7 +118,7 @@ def decide(
             # Held off by min_off it books nothing: its place in the walk is moot.
             min_off = cycle.held(current, consumer.min_off)
             if min_off > 0:
-                held_off = timer(Code.MIN_OFF, seconds(min_off))
+                held_off = HELD_OFF(min_off)
                 cycle.outcome(consumer, current, note, False, held_off)
                 continue
         slots[rank[index]] = Entry(consumer, current, fact, note)
@@ -147,6 +147,7 @@ def decide(
     supplied = supply(rules, snapshot, known, own_load)
     cycle.pool = supplied.pool
     cycle.limits = supplied.limits
+    cycle.limited = any(limit is not None for limit in supplied.limits.values())
     # The base load: what the meters show without the engine's own loads.
     cycle.projected = {p: known[p] - own_load[p] for p in phases}
 

@@ -57,10 +57,27 @@ class Reason(NamedTuple):
         return _text(self)
 
 
-@lru_cache(maxsize=1024)
-def timer(code: Code, left: int) -> Reason:
-    """A min_on / min_off reason with its seconds left: the same few, over and over."""
-    return Reason(code, (left,))
+class Timer:
+    """The reasons of one min_on / min_off kind, by the seconds left: the same few, made
+    once each (every consumer a timer holds needs one in every cycle)."""
+
+    def __init__(self, code: Code) -> None:
+        self.code = code
+        self._made: dict[int, Reason] = {}
+
+    def __call__(self, left: float) -> Reason:
+        whole = round(left)
+        whole = whole if whole > 1 else 1  # as seconds() rounds
+        reason = self._made.get(whole)
+        if reason is None:
+            if len(self._made) >= 4096:
+                self._made.clear()
+            reason = self._made[whole] = Reason(self.code, (whole,))
+        return reason
+
+
+HELD_ON = Timer(Code.MIN_ON)
+HELD_OFF = Timer(Code.MIN_OFF)
 
 
 def seconds(value: float) -> int:
