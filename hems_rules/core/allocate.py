@@ -42,6 +42,8 @@ class Allocation:
         self.held_later: dict[Phase, float] = {}  # loads held by min_on further down the walk
         # Switch-offs the relays have not confirmed: what they still draw, for switch-ons.
         self.unconfirmed: dict[Phase, float] = {}
+        self._reserved_version = 0  # counts changes of held_later and unconfirmed
+        self._starting: tuple[Pool, int, Pool] | None = None  # see starting_pool()
         self.limits: dict[Phase, float | None] = {}
         self.limited = False  # whether any phase has a limit
         self.waiting: Settling | None = None  # switches the meters do not show yet
@@ -51,9 +53,11 @@ class Allocation:
 
     def held(self, state: ConsumerState, minimum: float) -> float:
         """Seconds a min_on / min_off timer still holds, 0 when it does not."""
-        if state.switched_at is None or minimum <= 0:
+        at = state.switched_at
+        if at is None or minimum <= 0:
             return 0.0
-        return max(0.0, state.switched_at + minimum - self.t)
+        left = at + minimum - self.t
+        return left if left > 0.0 else 0.0
 
     def left(self, left: float, consumer: Consumer) -> tuple[int, bool, float]:
         """What is left after a consumer against its bar (R, or 0 for a primary)."""
@@ -93,28 +97,40 @@ class Allocation:
     def hold_later(self, consumer: Consumer, power: float) -> None:
         for phase, share in consumer.shares(power):
             self.held_later[phase] = self.held_later.get(phase, 0.0) + share
+        self._reserved_version += 1
 
     def reserve(self, consumer: Consumer, power: float) -> None:
         """A load switched off whose relay has not confirmed it: no switch-on may use its
         power until it does (DESIGN §5.8)."""
         for phase, share in consumer.shares(power):
             self.unconfirmed[phase] = self.unconfirmed.get(phase, 0.0) + share
+        self._reserved_version += 1
 
     def starting_pool(self) -> Pool:
         """What a switch-on may take: the pool less what the loads further down that a
-        min_on holds, and those whose switch-off is unconfirmed, still draw."""
+        min_on holds, and those whose switch-off is unconfirmed, still draw.
+
+        Kept while neither the pool nor those loads change: the consumers that find no
+        room one after the other all ask for the same.
+        """
         pool = self.pool
         assert pool is not None
+        cached = self._starting
+        if cached is not None and cached[0] is pool and cached[1] == self._reserved_version:
+            return cached[2]
         reserved = [
             (phase, watts)
             for part in (self.held_later, self.unconfirmed)
             for phase, watts in part.items()
             if watts > EPSILON
         ]
+        starting = pool
         if reserved:
-            pool = pool.book(reserved, forced=True)
-            assert pool is not None
-        return pool
+            booked = pool.book(reserved, forced=True)
+            assert booked is not None
+            starting = booked
+        self._starting = (pool, self._reserved_version, starting)
+        return starting
 
     def book(self, consumer: Consumer, power: float, forced: bool) -> Pool | None:
         assert self.pool is not None
@@ -310,6 +326,7 @@ class Allocation:
         have fitted after all.
         """
         self.held_later = {}
+        self._reserved_version += 1
         for entry in ranked:
             if entry.consumer.id in held and entry.consumer.id not in shed:
                 self.hold_later(entry.consumer, draw(entry.consumer, entry.fact))

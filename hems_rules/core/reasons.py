@@ -8,6 +8,7 @@ once per distinct reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -57,27 +58,26 @@ class Reason(NamedTuple):
         return _text(self)
 
 
-class Timer:
+def _timer(code: Code) -> Callable[[float], Reason]:
     """The reasons of one min_on / min_off kind, by the seconds left: the same few, made
     once each (every consumer a timer holds needs one in every cycle)."""
+    made: dict[int, Reason] = {}
 
-    def __init__(self, code: Code) -> None:
-        self.code = code
-        self._made: dict[int, Reason] = {}
-
-    def __call__(self, left: float) -> Reason:
+    def reason(left: float) -> Reason:
         whole = round(left)
         whole = whole if whole > 1 else 1  # as seconds() rounds
-        reason = self._made.get(whole)
-        if reason is None:
-            if len(self._made) >= 4096:
-                self._made.clear()
-            reason = self._made[whole] = Reason(self.code, (whole,))
-        return reason
+        known = made.get(whole)
+        if known is None:
+            if len(made) >= 4096:
+                made.clear()
+            known = made[whole] = Reason(code, (whole,))
+        return known
+
+    return reason
 
 
-HELD_ON = Timer(Code.MIN_ON)
-HELD_OFF = Timer(Code.MIN_OFF)
+HELD_ON = _timer(Code.MIN_ON)
+HELD_OFF = _timer(Code.MIN_OFF)
 
 
 def seconds(value: float) -> int:
