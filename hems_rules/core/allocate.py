@@ -44,8 +44,7 @@ class Allocation:
         self.unconfirmed: dict[Phase, float] = {}
         self._reserved_version = 0  # counts changes of held_later and unconfirmed
         self._starting: tuple[Pool, int, Pool] | None = None  # see starting_pool()
-        self.limits: dict[Phase, float | None] = {}
-        self.limited = False  # whether any phase has a limit
+        self.limits: dict[Phase, float] = {}  # a phase without a limit has none here
         self.waiting: Settling | None = None  # switches the meters do not show yet
         self._waiting: dict[bool, Reason] = {}
         self.due: dict[str, Reason] = {}  # due consumers, with how much they still need
@@ -77,7 +76,7 @@ class Allocation:
         A running load must fit after the higher-priority loads this plan keeps; a load
         switching on must also leave room for the loads held by min_on further down.
         """
-        if not self.limited:
+        if not self.limits:
             return None
         for phase, share in consumer.shares(power):
             limit = self.limits.get(phase)
@@ -288,7 +287,7 @@ class Allocation:
                 if left > 0 and entry.consumer.id not in self.due:
                     held[entry.consumer.id] = left
         shed: dict[str, Phase] = {}
-        if held and self.limited:
+        if held and self.limits:
             shed = self.misfits(ranked, held)
             self.projected = dict(projected)
         restored = False

@@ -83,16 +83,17 @@ def decide(
     slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
     rank = rules.rank
     for index, consumer in enumerate(rules.consumers):
-        prev = remembered.get(consumer.id, _FRESH)
-        fact = devices.get(consumer.id, UNAVAILABLE)
+        consumer_id = consumer.id
+        prev = remembered.get(consumer_id, _FRESH)
+        fact = devices.get(consumer_id, UNAVAILABLE)
         if not fact.available:
             gone = counted(prev, False, t, day)._replace(available=False, pending_since=None)
-            cycle.states[consumer.id] = gone
+            cycle.states[consumer_id] = gone
             unavailable = Reason(Code.UNAVAILABLE, (fact.cause,))
             decision = Decision(
-                consumer.id, "unavailable", prev.controlled, unavailable, runtime=gone.runtime
+                consumer_id, "unavailable", prev.controlled, unavailable, runtime=gone.runtime
             )
-            cycle.decisions[consumer.id] = decision
+            cycle.decisions[consumer_id] = decision
             continue
         current, note = observe(prev, fact, t, day)
         why_not = control(consumer, snapshot, conditions)
@@ -116,10 +117,10 @@ def decide(
             current = current._replace(controlled=True)
         if surplus_known and not current.on and consumer.runtime is None:
             # Held off by min_off it books nothing: its place in the walk is moot.
-            min_off = cycle.held(current, consumer.min_off)
-            if min_off > 0:
-                held_off = HELD_OFF(min_off)
-                cycle.outcome(consumer, current, note, False, held_off)
+            at = current.switched_at
+            if at is not None and at + consumer.min_off > t and consumer.min_off > 0:
+                why = HELD_OFF(at + consumer.min_off - t)
+                cycle.outcome(consumer, current, note, False, why)
                 continue
         slots[rank[index]] = Entry(consumer, current, fact, note)
     ranked = [entry for entry in slots if entry is not None]
@@ -129,14 +130,14 @@ def decide(
     total = _total(consumption) if snapshot.system_present else None
     unshown = unsettled(state.settling, rules, snapshot, total, t)
     cycle.waiting = state.settling if unshown is not None else None
-    missing = [p for p, v in consumption.items() if v is None]
-    if not snapshot.system_present or missing:
-        why = (
-            "com.victronenergy.system is gone"
-            if not snapshot.system_present
-            else f"consumption on {', '.join(missing)} is unknown"
+    if not surplus_known:
+        missing = [p for p, v in consumption.items() if v is None]
+        unknown = (
+            f"consumption on {', '.join(missing)} is unknown"
+            if snapshot.system_present
+            else "com.victronenergy.system is gone"
         )
-        cycle.hold_or_stop_unknown(controlled, why)
+        cycle.hold_or_stop_unknown(controlled, unknown)
         return _finish(cycle, None, total)
     # While switches are unsettled, the consumption as the meters will show it once they
     # have caught up with what the relays report: the surplus and the base load are then
@@ -147,9 +148,7 @@ def decide(
     supplied = supply(rules, snapshot, known, own_load)
     cycle.pool = supplied.pool
     cycle.limits = supplied.limits
-    cycle.limited = any(limit is not None for limit in supplied.limits.values())
-    # The base load: what the meters show without the engine's own loads.
-    cycle.projected = {p: known[p] - own_load[p] for p in phases}
+    cycle.projected = supplied.base
 
     # Allocate: the priority walk.
     cycle.allocate(controlled)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from hems_rules.core.model import Snapshot
 from hems_rules.errors import ExpressionError
@@ -174,14 +175,14 @@ class Pool:
         return Pool(phases, dc, self.factor)
 
 
-@dataclass(frozen=True)
-class Supply:
-    """The cycle's supply side: the pool to hand out and the inverter's limits."""
+class Supply(NamedTuple):
+    """The cycle's supply side: the pool to hand out, the inverter's limits, the base load."""
 
     surplus: dict[Phase, float]  # per phase, after the DC pool covered deficits
     dc_pool: float
     pool: Pool
-    limits: dict[Phase, float | None]  # most a phase may consume: CIP plus its AC PV
+    limits: dict[Phase, float]  # most a phase may consume: CIP plus its AC PV; none: no limit
+    base: dict[Phase, float]  # the consumption without the engine's own loads
 
 
 def supply(
@@ -199,17 +200,20 @@ def supply(
     cip = snapshot.settings.continuous_inverter_power
     per_phase = cip if cip >= 0 else site.continuous_inverter_power
     surplus: dict[Phase, float] = {}
-    limits: dict[Phase, float | None] = {}
+    limits: dict[Phase, float] = {}
+    base: dict[Phase, float] = {}
     dc = system.get("/Dc/Pv/Power")
     dc = 0.0 if dc is None else dc * site.dc_efficiency
     for p in site.phase_names:
         grid, output = system.get(_PV_ON_GRID[p]), system.get(_PV_ON_OUTPUT[p])
         pv = (0.0 if grid is None else grid) + (0.0 if output is None else output)
-        limits[p] = None if per_phase is None else per_phase + pv
+        if per_phase is not None:
+            limits[p] = per_phase + pv
         left = pv - consumption[p] + own_load[p]
         if left < 0:
             dc += left
             left = 0.0
         surplus[p] = left
+        base[p] = consumption[p] - own_load[p]
     factor = 1.0 if snapshot.hub4_mode == 1 else site.dc_efficiency**2
-    return Supply(surplus, dc, Pool(dict(surplus), dc, factor), limits)
+    return Supply(surplus, dc, Pool(dict(surplus), dc, factor), limits, base)
