@@ -18,6 +18,8 @@ from hems_rules.core.reasons import HELD_OFF, HELD_ON, Code, Reason, balance, se
 from hems_rules.core.surplus import EPSILON, Pool, Reservation
 from hems_rules.ruleset.rules import Consumer, Phase, RuleSet
 
+Shares = tuple[tuple[Phase, float], ...]  # a load's draw, split over the phases
+
 
 class Allocation:
     """The working state of one cycle: outcomes so far and what is left to give."""
@@ -70,38 +72,42 @@ class Allocation:
         reserved = self.reservation.watts
         return reserved is not None and left >= reserved + margin - EPSILON
 
-    def over_limit(self, consumer: Consumer, power: float, *, starting: bool) -> Phase | None:
+    def over_limit(self, shares: Shares, *, starting: bool) -> Phase | None:
         """The first phase whose continuous inverter power this load would exceed, if any.
 
         A running load must fit after the higher-priority loads this plan keeps; a load
         switching on must also leave room for the loads held by min_on further down.
         """
-        if not self.limits:
+        limits = self.limits
+        if not limits:
             return None
-        for phase, share in consumer.shares(power):
-            limit = self.limits.get(phase)
+        projected = self.projected
+        for phase, share in shares:
+            limit = limits.get(phase)
             if limit is None:
                 continue
-            projected = self.projected.get(phase, 0.0) + share
+            load = projected.get(phase, 0.0) + share
             if starting:
-                projected += self.held_later.get(phase, 0.0) + self.unconfirmed.get(phase, 0.0)
-            if projected > limit + EPSILON:
+                load += self.held_later.get(phase, 0.0) + self.unconfirmed.get(phase, 0.0)
+            if load > limit + EPSILON:
                 return phase
         return None
 
-    def project(self, consumer: Consumer, power: float) -> None:
-        for phase, share in consumer.shares(power):
-            self.projected[phase] = self.projected.get(phase, 0.0) + share
+    def project(self, shares: Shares) -> None:
+        projected = self.projected
+        for phase, share in shares:
+            projected[phase] = projected.get(phase, 0.0) + share
 
-    def hold_later(self, consumer: Consumer, power: float) -> None:
-        for phase, share in consumer.shares(power):
-            self.held_later[phase] = self.held_later.get(phase, 0.0) + share
+    def hold_later(self, shares: Shares, sign: float = 1.0) -> None:
+        held_later = self.held_later
+        for phase, share in shares:
+            held_later[phase] = held_later.get(phase, 0.0) + sign * share
         self._reserved_version += 1
 
-    def reserve(self, consumer: Consumer, power: float) -> None:
+    def reserve(self, shares: Shares) -> None:
         """A load switched off whose relay has not confirmed it: no switch-on may use its
         power until it does (DESIGN §5.8)."""
-        for phase, share in consumer.shares(power):
+        for phase, share in shares:
             self.unconfirmed[phase] = self.unconfirmed.get(phase, 0.0) + share
         self._reserved_version += 1
 
@@ -131,9 +137,9 @@ class Allocation:
         self._starting = (pool, self._reserved_version, starting)
         return starting
 
-    def book(self, consumer: Consumer, power: float, forced: bool) -> Pool | None:
+    def book(self, shares: Shares, forced: bool) -> Pool | None:
         assert self.pool is not None
-        return self.pool.book(consumer.shares(power), forced)
+        return self.pool.book(shares, forced)
 
     def waiting_reason(self, on: bool) -> Reason:
         """Not switched now: the meters do not show the last switches yet."""
@@ -253,7 +259,8 @@ class Allocation:
         consumer, state = entry.consumer, entry.state
         note = self.due[consumer.id]
         power = draw(consumer, entry.fact) if state.on else consumer.power
-        over = self.over_limit(consumer, power, starting=not state.on)
+        shares = consumer.shares(power)
+        over = self.over_limit(shares, starting=not state.on)
         min_off = 0.0 if state.on else self.held(state, consumer.min_off)
         if over is not None and state.on:
             self.record(entry, False, Reason(Code.SHED, (over,), (note,)))
@@ -263,8 +270,8 @@ class Allocation:
         elif min_off > 0:
             self.record(entry, False, Reason(Code.MIN_OFF, (seconds(min_off),), (note,)))
         else:
-            self.pool = self.book(consumer, power, forced=True)
-            self.project(consumer, power)
+            self.pool = self.book(shares, forced=True)
+            self.project(shares)
             self.record(entry, True, note._replace(code=Code.DUE), power=power)
 
     def allocate(self, ranked: list[Entry]) -> None:
@@ -292,6 +299,13 @@ class Allocation:
             self.projected = dict(projected)
         restored = False
         while True:
+            self.held_later = {}
+            self._reserved_version += 1
+            if held:
+                for entry in ranked:
+                    if entry.consumer.id in held and entry.consumer.id not in shed:
+                        shares = entry.consumer.shares(draw(entry.consumer, entry.fact))
+                        self.hold_later(shares)
             more, needless = self.walk(ranked, held, shed)
             if not more and (restored or not needless):
                 return
@@ -308,10 +322,10 @@ class Allocation:
         for entry in ranked:
             if not entry.state.on:
                 continue
-            power = draw(entry.consumer, entry.fact)
-            over = self.over_limit(entry.consumer, power, starting=False)
+            shares = entry.consumer.shares(draw(entry.consumer, entry.fact))
+            over = self.over_limit(shares, starting=False)
             if over is None:
-                self.project(entry.consumer, power)
+                self.project(shares)
             elif entry.consumer.id in held:
                 misfits[entry.consumer.id] = over
         return misfits
@@ -319,16 +333,11 @@ class Allocation:
     def walk(
         self, ranked: list[Entry], held: dict[str, float], shed: dict[str, Phase]
     ) -> tuple[dict[str, Phase], list[str]]:
-        """One priority walk.
+        """One priority walk, with `held_later` holding every load a min_on holds.
 
         Returns the held loads found not to fit (to be shed), and those shed that would
         have fitted after all.
         """
-        self.held_later = {}
-        self._reserved_version += 1
-        for entry in ranked:
-            if entry.consumer.id in held and entry.consumer.id not in shed:
-                self.hold_later(entry.consumer, draw(entry.consumer, entry.fact))
         not_fitting: dict[str, Phase] = {}
         needless: list[str] = []
         due = self.due
@@ -339,17 +348,21 @@ class Allocation:
                 self.run_due(entry)
             elif shed and consumer_id in shed:
                 self.record(entry, False, Reason(Code.SHED, (shed[consumer_id],)))
-                if self.over_limit(consumer, draw(consumer, entry.fact), starting=False) is None:
+                if (
+                    self.over_limit(consumer.shares(draw(consumer, entry.fact)), starting=False)
+                    is None
+                ):
                     needless.append(consumer_id)
             elif consumer_id in held:
                 power = draw(consumer, entry.fact)
-                self.hold_later(consumer, -power)
-                over = self.over_limit(consumer, power, starting=False)
+                shares = consumer.shares(power)
+                self.hold_later(shares, -1.0)
+                over = self.over_limit(shares, starting=False)
                 if over is not None:
                     not_fitting[consumer_id] = over
                     continue
-                self.pool = self.book(consumer, power, forced=True)
-                self.project(consumer, power)
+                self.pool = self.book(shares, forced=True)
+                self.project(shares)
                 why = HELD_ON(held[consumer_id])
                 self.record(entry, True, why, power=power)
             elif entry.state.on:
@@ -361,7 +374,8 @@ class Allocation:
     def keep_or_stop(self, entry: Entry) -> None:
         consumer, state = entry.consumer, entry.state
         power = draw(consumer, entry.fact)
-        over = self.over_limit(consumer, power, starting=False)
+        shares = consumer.shares(power)
+        over = self.over_limit(shares, starting=False)
         if over is not None:
             self.record(entry, False, Reason(Code.SHED, (over,)))
             return
@@ -369,18 +383,18 @@ class Allocation:
             # No deficit to confirm: the reservation is unprotected until it stops.
             self.record(entry, False, self.unknown_reservation())
             return
-        booked = self.book(consumer, power, forced=True)
+        booked = self.book(shares, forced=True)
         assert booked is not None
         if self.gate(consumer, booked.total, -consumer.off_margin):
             self.pool = booked
-            self.project(consumer, power)
+            self.project(shares)
             kept = (round(power), *self.left(booked.total, consumer))
             self.record(entry, True, Reason(Code.ON, kept), power=power)
             return
         since = state.pending_since if state.pending_since is not None else self.t
         if self.t - since < consumer.off_delay or self.waiting is not None:
             self.pool = booked
-            self.project(consumer, power)
+            self.project(shares)
             if self.waiting is not None:
                 why = self.waiting_reason(True)
             else:
@@ -404,12 +418,13 @@ class Allocation:
         if self.reservation.watts is None and not consumer.primary:
             self.record(entry, False, self.unknown_reservation())
             return
-        over = self.over_limit(consumer, consumer.power, starting=True)
+        shares = consumer.shares(consumer.power)
+        over = self.over_limit(shares, starting=True)
         if over is not None:
             self.record(entry, False, Reason(Code.INVERTER_LIMIT, (round(consumer.power), over)))
             return
         pool = self.starting_pool()
-        booked = pool.book(consumer.shares(consumer.power), forced=False)
+        booked = pool.book(shares, forced=False)
         if booked is None or not self.gate(consumer, booked.total, consumer.on_margin):
             numbers = (
                 False,
@@ -428,10 +443,10 @@ class Allocation:
             self.record(entry, False, self.waiting_reason(False), pending_since=since)
             return
         if booked is not None and pool is not self.pool:  # book it in the plan's own pool
-            booked = self.book(consumer, consumer.power, forced=True)
+            booked = self.book(shares, forced=True)
             assert booked is not None
         self.pool = booked
-        self.project(consumer, consumer.power)
+        self.project(shares)
         started = (round(consumer.power), *self.left(booked.total, consumer))
         self.record(entry, True, Reason(Code.ON, started), power=consumer.power)
 

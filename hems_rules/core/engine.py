@@ -107,7 +107,7 @@ def decide(
                 if t - (current.switched_at or t) >= CONFIRM_WITHIN:
                     watts = 0.0
                 else:
-                    cycle.reserve(consumer, watts)
+                    cycle.reserve(consumer.shares(watts))
             for phase, share in consumer.shares(watts):
                 own_load[phase] += share
         if why_not is not None:
@@ -160,11 +160,12 @@ def _finish(
 ) -> tuple[Plan, EngineState]:
     rules, pool = cycle.rules, cycle.pool
     settling = cycle.waiting
+    decisions = cycle.decisions
     if cycle.switching:
-        served = (cycle.decisions[c.id] for c in rules.ranked)
+        served = map(decisions.__getitem__, rules.ids_ranked)
         settling = sent(served, rules, cycle.snapshot, waiting=settling, total=total, t=cycle.t)
     plan = Plan(
-        decisions=tuple(cycle.decisions[c.id] for c in rules.consumers),
+        decisions=tuple(map(decisions.__getitem__, rules.ids)),
         active=cycle.snapshot.settings.mode == 1,
         reservation=cycle.reservation.watts,
         reservation_state=cycle.reservation.state,

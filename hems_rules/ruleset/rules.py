@@ -239,6 +239,14 @@ class RuleSet:
         return MappingProxyType({c.id: c for c in self.consumers})
 
     @cached_property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.consumers)
+
+    @cached_property
+    def ids_ranked(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.ranked)
+
+    @cached_property
     def timed(self) -> bool:
         """Whether any consumer has a daily runtime."""
         return any(c.runtime is not None for c in self.consumers)
