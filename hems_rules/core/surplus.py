@@ -18,8 +18,11 @@ from hems_rules.ruleset.rules import PHASES, Phase, RuleSet
 
 EPSILON = 1e-6
 CONSUMPTION = {p: f"/Ac/Consumption/{p}/Power" for p in PHASES}
-_PV_ON_GRID = {p: f"/Ac/PvOnGrid/{p}/Power" for p in PHASES}
-_PV_ON_OUTPUT = {p: f"/Ac/PvOnOutput/{p}/Power" for p in PHASES}
+# By the number of phases: each phase with its two AC PV paths.
+_PV = {
+    n: tuple((p, f"/Ac/PvOnGrid/{p}/Power", f"/Ac/PvOnOutput/{p}/Power") for p in PHASES[:n])
+    for n in (1, 2, 3)
+}
 
 
 # The last inputs and result of each expression, by its source text.
@@ -145,34 +148,35 @@ class Pool:
         """
         phases = self.phases.copy()
         dc = self.dc
-        factor = self.factor
         if len(shares) == 1:
             phase, watts = shares[0]
             own = phases.get(phase, 0.0)
             if 0.0 <= watts <= own:  # the usual: the load's own phase feeds it
                 phases[phase] = own - watts
-                return Pool(phases, dc - min(max(dc, 0.0), 0.0), factor)
+                return Pool(phases, dc - min(max(dc, 0.0), 0.0), self.factor)
+        factor = self.factor
         for phase, watts in shares:
-            need = watts
-            own = min(max(phases.get(phase, 0.0), 0.0), need)
-            phases[phase] = phases.get(phase, 0.0) - own
-            need -= own
+            had = phases.get(phase, 0.0)
+            own = min(max(had, 0.0), watts)
+            phases[phase] = had - own
+            need = watts - own
             from_dc = min(max(dc, 0.0), need)
             dc -= from_dc
             need -= from_dc
-            for other, available in phases.items():
-                if need <= EPSILON:
-                    break
-                if other == phase or available <= 0:
-                    continue
-                cost = min(available, need / factor)
-                phases[other] -= cost
-                need -= cost * factor
+            if need > EPSILON:
+                for other, available in phases.items():
+                    if other == phase or available <= 0:
+                        continue
+                    cost = min(available, need / factor)
+                    phases[other] -= cost
+                    need -= cost * factor
+                    if need <= EPSILON:
+                        break
             if need > EPSILON:
                 if not forced:
                     return None
                 dc -= need
-        return Pool(phases, dc, self.factor)
+        return Pool(phases, dc, factor)
 
 
 class Supply(NamedTuple):
@@ -195,17 +199,17 @@ def supply(
 
     An invalid PV path means there is no such PV (0).
     """
-    system = snapshot.system
+    get = snapshot.system.get
     site = rules.site
     cip = snapshot.settings.continuous_inverter_power
     per_phase = cip if cip >= 0 else site.continuous_inverter_power
     surplus: dict[Phase, float] = {}
     limits: dict[Phase, float] = {}
     base: dict[Phase, float] = {}
-    dc = system.get("/Dc/Pv/Power")
+    dc = get("/Dc/Pv/Power")
     dc = 0.0 if dc is None else dc * site.dc_efficiency
-    for p in site.phase_names:
-        grid, output = system.get(_PV_ON_GRID[p]), system.get(_PV_ON_OUTPUT[p])
+    for p, on_grid, on_output in _PV[site.phases]:
+        grid, output = get(on_grid), get(on_output)
         pv = (0.0 if grid is None else grid) + (0.0 if output is None else output)
         if per_phase is not None:
             limits[p] = per_phase + pv
