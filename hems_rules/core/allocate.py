@@ -14,7 +14,7 @@ from __future__ import annotations
 from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot
 from hems_rules.core.observe import Entry, draw
-from hems_rules.core.reasons import HELD_OFF, HELD_ON, Code, Reason, balance, seconds
+from hems_rules.core.reasons import HELD_OFF, HELD_ON, Code, Reason, seconds
 from hems_rules.core.surplus import EPSILON, Pool, Reservation
 from hems_rules.ruleset.rules import Consumer, Phase, RuleSet
 
@@ -60,10 +60,9 @@ class Allocation:
         left = at + minimum - self.t
         return left if left > 0.0 else 0.0
 
-    def left(self, left: float, consumer: Consumer) -> tuple[int, bool, float]:
-        """What is left after a consumer against its bar (R, or 0 for a primary)."""
-        reserved = 0.0 if consumer.primary else (self.reservation.watts or 0.0)
-        return (*balance(left, reserved), reserved)
+    def bar(self, consumer: Consumer) -> float:
+        """The W that must be left after a consumer, margins aside: R, or 0 for a primary."""
+        return 0.0 if consumer.primary else (self.reservation.watts or 0.0)
 
     def gate(self, consumer: Consumer, left: float, margin: float) -> bool:
         """Whether what is left after this consumer clears its bar (margin signed by caller)."""
@@ -385,11 +384,12 @@ class Allocation:
             return
         booked = self.book(shares, forced=True)
         assert booked is not None
-        if self.gate(consumer, booked.total, -consumer.off_margin):
+        left = booked.total
+        if self.gate(consumer, left, -consumer.off_margin):
             self.pool = booked
             self.project(shares)
-            kept = (round(power), *self.left(booked.total, consumer))
-            self.record(entry, True, Reason(Code.ON, kept), power=power)
+            kept = Reason(Code.ON, (power, left, self.bar(consumer)))
+            self.record(entry, True, kept, power=power)
             return
         since = state.pending_since if state.pending_since is not None else self.t
         if self.t - since < consumer.off_delay or self.waiting is not None:
@@ -402,7 +402,7 @@ class Allocation:
                 why = Reason(Code.OFF_DELAY, delay)
             self.record(entry, True, why, power=power, pending_since=since)
             return
-        short = (True, round(power), 0.0, *self.left(booked.total, consumer))
+        short = (True, power, 0.0, left, self.bar(consumer))
         self.record(entry, False, Reason(Code.NO_SURPLUS, short))
 
     def start_or_wait(self, entry: Entry) -> None:
@@ -426,12 +426,7 @@ class Allocation:
         pool = self.starting_pool()
         booked = pool.book(shares, forced=False)
         if booked is None or not self.gate(consumer, booked.total, consumer.on_margin):
-            numbers = (
-                False,
-                round(consumer.power),
-                consumer.on_margin,
-                *self.left(pool.total, consumer),
-            )
+            numbers = (False, consumer.power, consumer.on_margin, pool.total, self.bar(consumer))
             self.record(entry, False, Reason(Code.NO_SURPLUS, numbers))
             return
         since = state.pending_since if state.pending_since is not None else self.t
@@ -447,7 +442,7 @@ class Allocation:
             assert booked is not None
         self.pool = booked
         self.project(shares)
-        started = (round(consumer.power), *self.left(booked.total, consumer))
+        started = (consumer.power, booked.total, self.bar(consumer))
         self.record(entry, True, Reason(Code.ON, started), power=consumer.power)
 
     def unknown_reservation(self) -> Reason:

@@ -85,18 +85,14 @@ def seconds(value: float) -> int:
     return max(1, round(value))
 
 
-def balance(left: float, reserved: float) -> tuple[int, bool]:
-    """What remains after a consumer above its bar: whole watts, and whether it is short."""
-    rest = left - reserved
-    return round(abs(rest)), rest < 0
-
-
 def _w(value: float) -> str:
     return f"{round(value):d} W"
 
 
-def _left(magnitude: int, short: bool, reserved: float) -> str:
+def _left(left: float, reserved: float) -> str:
     """What remains after a consumer, against the bar that applies to it."""
+    rest = left - reserved
+    magnitude, short = round(abs(rest)), rest < 0
     word = "short" if short else "left"
     if reserved <= 0:
         return f"{magnitude:d} W {word}"
@@ -125,14 +121,14 @@ def _on(on: bool) -> str:
 
 def _sentence(code: Code, a: tuple[Any, ...]) -> str:
     match code:
-        case Code.ON:
-            return f"on: {_w(a[0])}, {_left(*a[1:])}"
-        case Code.NO_SURPLUS:
-            running, power, margin = a[:3]
+        case Code.ON:  # W it draws, W left after it, W of its bar
+            return f"on: {_w(a[0])}, {_left(a[1], a[2])}"
+        case Code.NO_SURPLUS:  # running?, W it draws or needs, W margin, W left, W of its bar
+            running, power, margin, left, reserved = a
             if running:
-                return f"off: draws {_w(power)}, {_left(*a[3:])}"
+                return f"off: draws {_w(power)}, {_left(left, reserved)}"
             extra = f" + {_w(margin)} margin" if margin else ""
-            return f"off: needs {_w(power)}{extra}, {_left(*a[3:])}"
+            return f"off: needs {_w(power)}{extra}, {_left(left, reserved)}"
         case Code.MIN_ON:
             return f"on: held by min_on, {a[0]} s left"
         case Code.MIN_OFF:

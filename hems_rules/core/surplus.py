@@ -128,16 +128,20 @@ class Pool:
     not fit costs nothing to drop.
     """
 
-    __slots__ = ("dc", "factor", "phases")
+    __slots__ = ("_total", "dc", "factor", "phases")
 
     def __init__(self, phases: dict[Phase, float], dc: float, factor: float) -> None:
         self.phases = phases
         self.dc = dc
         self.factor = factor  # what a watt fed from another phase delivers
+        self._total: float | None = None
 
     @property
     def total(self) -> float:
-        return sum(self.phases.values()) + self.dc
+        total = self._total
+        if total is None:
+            total = self._total = sum(self.phases.values()) + self.dc
+        return total
 
     def book(self, shares: Sequence[tuple[Phase, float]], forced: bool) -> Pool | None:
         """The pool after feeding `shares`, or None when they do not fit (unless forced).
