@@ -8,7 +8,6 @@ released like any other (switched off once unless it says keep).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 
@@ -45,7 +44,7 @@ class Controller:
             ):
                 self._orphans.append(Decision(consumer_id, "off", False, REMOVED, command=False))
         kept = MappingProxyType({i: s for i, s in self.state.consumers.items() if i in new})
-        self.state = replace(self.state, consumers=kept)
+        self.state = self.state._replace(consumers=kept)
         self.rules = rules
 
     def cycle(self, snapshot: Snapshot, now: datetime) -> tuple[Plan, list[Decision]]:

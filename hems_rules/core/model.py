@@ -1,7 +1,8 @@
 """Values shared by sources, the engine and sinks: what goes into a cycle and what comes out.
 
-Everything here is a frozen dataclass: a Snapshot is a fact, a Plan is a decision, and
-neither changes after the fact.
+Everything here is immutable: a Snapshot is a fact, a Plan is a decision, and neither
+changes after the fact. What the engine makes anew in every cycle, for every consumer
+or once, is a NamedTuple, the rest a frozen dataclass.
 """
 
 from __future__ import annotations
@@ -125,9 +126,13 @@ class Settling:
     switched: tuple[Switched, ...]
 
 
-@dataclass(frozen=True)
-class EngineState:
-    consumers: Mapping[str, ConsumerState] = field(default_factory=_empty)
+_NO_CONSUMERS: Mapping[str, ConsumerState] = MappingProxyType({})
+
+
+class EngineState(NamedTuple):
+    """What the engine remembers between cycles (a NamedTuple: one is made every cycle)."""
+
+    consumers: Mapping[str, ConsumerState] = _NO_CONSUMERS
     settling: Settling | None = None
 
 
@@ -156,8 +161,9 @@ class Decision(NamedTuple):
         return self.why.text
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
+    """A cycle's decisions, and what it decided on (a NamedTuple: one every cycle)."""
+
     decisions: tuple[Decision, ...]
     active: bool
     reservation: float | None
