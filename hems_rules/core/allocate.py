@@ -317,6 +317,14 @@ class Allocation:
 
     def misfits(self, ranked: list[Entry], held: dict[str, float]) -> dict[str, Phase]:
         """The held loads that do not fit after every running load above them."""
+        # Mostly, all the running loads together fit: then so does each with those above.
+        together = dict(self.projected)
+        for entry in ranked:
+            if entry.state.on:
+                for phase, share in entry.consumer.shares(draw(entry.consumer, entry.fact)):
+                    together[phase] = together.get(phase, 0.0) + share
+        if all(together.get(p, 0.0) <= limit + EPSILON for p, limit in self.limits.items()):
+            return {}
         misfits: dict[str, Phase] = {}
         for entry in ranked:
             if not entry.state.on:
