@@ -97,12 +97,6 @@ class Allocation:
         for phase, share in shares:
             projected[phase] = projected.get(phase, 0.0) + share
 
-    def hold_later(self, shares: Shares, sign: float = 1.0) -> None:
-        held_later = self.held_later
-        for phase, share in shares:
-            held_later[phase] = held_later.get(phase, 0.0) + sign * share
-        self._reserved_version += 1
-
     def reserve(self, shares: Shares) -> None:
         """A load switched off whose relay has not confirmed it: no switch-on may use its
         power until it does (DESIGN §5.8)."""
@@ -285,26 +279,27 @@ class Allocation:
         is shed that need not be.
         """
         pool, projected = self.pool, dict(self.projected)
+        t, due = self.t, self.due
         held: dict[str, float] = {}  # seconds left of the min_on that holds them
+        running: list[tuple[str, Shares]] = []  # what each running load draws, by rank
         for entry in ranked:
             state = entry.state
             if state.on:
-                left = self.held(state, entry.consumer.min_on)
-                if left > 0 and entry.consumer.id not in self.due:
-                    held[entry.consumer.id] = left
-        shed: dict[str, Phase] = {}
-        if held and self.limits:
-            shed = self.misfits(ranked, held)
-            self.projected = dict(projected)
+                consumer = entry.consumer
+                running.append((consumer.id, consumer.shares(draw(consumer, entry.fact))))
+                at, min_on = state.switched_at, consumer.min_on
+                if at is not None and min_on > 0 and at + min_on > t and consumer.id not in due:
+                    held[consumer.id] = at + min_on - t
+        shed = self.misfits(running, held) if held and self.limits else {}
         restored = False
         while True:
-            self.held_later = {}
+            held_later: dict[Phase, float] = {}
+            for consumer_id, shares in running:
+                if consumer_id in held and consumer_id not in shed:
+                    for phase, share in shares:
+                        held_later[phase] = held_later.get(phase, 0.0) + share
+            self.held_later = held_later
             self._reserved_version += 1
-            if held:
-                for entry in ranked:
-                    if entry.consumer.id in held and entry.consumer.id not in shed:
-                        shares = entry.consumer.shares(draw(entry.consumer, entry.fact))
-                        self.hold_later(shares)
             more, needless = self.walk(ranked, held, shed)
             if not more and (restored or not needless):
                 return
@@ -315,26 +310,29 @@ class Allocation:
             shed.update(more)
             self.pool, self.projected = pool, dict(projected)
 
-    def misfits(self, ranked: list[Entry], held: dict[str, float]) -> dict[str, Phase]:
+    def misfits(
+        self, running: list[tuple[str, Shares]], held: dict[str, float]
+    ) -> dict[str, Phase]:
         """The held loads that do not fit after every running load above them."""
         # Mostly, all the running loads together fit: then so does each with those above.
         together = dict(self.projected)
-        for entry in ranked:
-            if entry.state.on:
-                for phase, share in entry.consumer.shares(draw(entry.consumer, entry.fact)):
-                    together[phase] = together.get(phase, 0.0) + share
-        if all(together.get(p, 0.0) <= limit + EPSILON for p, limit in self.limits.items()):
+        for _, shares in running:
+            for phase, share in shares:
+                together[phase] = together.get(phase, 0.0) + share
+        for phase, limit in self.limits.items():
+            if together.get(phase, 0.0) > limit + EPSILON:
+                break
+        else:
             return {}
+        projected = dict(self.projected)
         misfits: dict[str, Phase] = {}
-        for entry in ranked:
-            if not entry.state.on:
-                continue
-            shares = entry.consumer.shares(draw(entry.consumer, entry.fact))
+        for consumer_id, shares in running:
             over = self.over_limit(shares, starting=False)
             if over is None:
                 self.project(shares)
-            elif entry.consumer.id in held:
-                misfits[entry.consumer.id] = over
+            elif consumer_id in held:
+                misfits[consumer_id] = over
+        self.projected = projected
         return misfits
 
     def walk(
@@ -363,7 +361,10 @@ class Allocation:
             elif consumer_id in held:
                 power = draw(consumer, entry.fact)
                 shares = consumer.shares(power)
-                self.hold_later(shares, -1.0)
+                held_later = self.held_later
+                for phase, share in shares:  # it is no longer further down
+                    held_later[phase] = held_later.get(phase, 0.0) - share
+                self._reserved_version += 1
                 over = self.over_limit(shares, starting=False)
                 if over is not None:
                     not_fitting[consumer_id] = over
