@@ -29,7 +29,6 @@ from hems_rules.core.observe import CONFIRM_WITHIN, Entry, control, counted, dra
 from hems_rules.core.reasons import HELD_OFF, Code, Reason
 from hems_rules.core.settling import sent, unsettled
 from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, supply
-from hems_rules.expressions import Evaluation
 from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
 
 _FRESH = ConsumerState()
@@ -76,12 +75,13 @@ def decide(
     surplus_known = snapshot.system_present and None not in consumption.values()
 
     # Observe: the relays' reports, and who is under control.
-    conditions: dict[str, Evaluation] = {}
+    conditions: dict[str, Reason | None] = {}
     own_load = dict.fromkeys(PHASES, 0.0)
     remembered = state.consumers
     devices = snapshot.devices
     slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
     rank = rules.rank
+    today = day.date
     for index, consumer in enumerate(rules.consumers):
         consumer_id = consumer.id
         prev = remembered.get(consumer_id, _FRESH)
@@ -95,7 +95,12 @@ def decide(
             )
             cycle.decisions[consumer_id] = decision
             continue
-        current, note = observe(prev, fact, t, day)
+        if prev.on or fact.on or prev.awaiting or prev.counted_at is not None:
+            current, note = observe(prev, fact, t, day)
+        elif prev.available and prev.day == today:
+            current, note = prev, None  # off as told, nothing to count: as observe() says
+        else:
+            current, note = observe(prev, fact, t, day)
         why_not = control(consumer, snapshot, conditions)
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):

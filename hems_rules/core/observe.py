@@ -13,7 +13,6 @@ from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, DeviceFact, Snapshot
 from hems_rules.core.reasons import Code, Reason
 from hems_rules.core.surplus import evaluate
-from hems_rules.expressions import Evaluation
 from hems_rules.ruleset.rules import Consumer
 
 # A relay that has not confirmed a command after this long is believed as reported.
@@ -65,10 +64,6 @@ def observe(
     prev: ConsumerState, fact: DeviceFact, t: float, day: Day
 ) -> tuple[ConsumerState, Reason | None]:
     """Fold the relay's report into the remembered state; facts win over intentions."""
-    # The usual, for most: off as told, with no runtime to count.
-    off = not fact.on and not prev.on and prev.counted_at is None
-    if off and prev.available and not prev.awaiting and prev.day == day.date:
-        return prev, None
     state = counted(prev, fact.on, t, day)
     if not prev.available:
         rejoined = state._replace(on=fact.on, switched_at=t, awaiting=False, available=True)
@@ -82,23 +77,28 @@ def observe(
 
 
 def control(
-    consumer: Consumer, snapshot: Snapshot, conditions: dict[str, Evaluation]
+    consumer: Consumer, snapshot: Snapshot, conditions: dict[str, Reason | None]
 ) -> Reason | None:
     """Why a consumer is not under control, or None when it is.
 
-    `conditions` memoises results within a cycle: consumers often share a condition.
+    `conditions` memoises what each auto_when says within a cycle: consumers often
+    share a condition.
     """
     if snapshot.settings.mode != 1:
         return MODE_OFF
     if snapshot.auto.get(consumer.id, 1) != 1:
         return AUTO_OFF
     condition = consumer.auto_when
-    if condition is not None:
-        result = conditions.get(condition.source)
-        if result is None:
-            result = conditions[condition.source] = evaluate(condition, snapshot.variables)
-        if result.value is None:
-            return Reason(Code.AUTO_WHEN_ERROR, (condition.source, result.error))
-        if not result.value:
-            return Reason(Code.AUTO_WHEN_FALSE, (condition.source,))
-    return None
+    if condition is None:
+        return None
+    source = condition.source
+    if source in conditions:
+        return conditions[source]
+    result = evaluate(condition, snapshot.variables)
+    why = None
+    if result.value is None:
+        why = Reason(Code.AUTO_WHEN_ERROR, (source, result.error))
+    elif not result.value:
+        why = Reason(Code.AUTO_WHEN_FALSE, (source,))
+    conditions[source] = why
+    return why
