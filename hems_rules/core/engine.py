@@ -132,9 +132,11 @@ def decide(
     controlled = cycle.classify(ranked) if rules.timed else ranked
 
     # Surplus, and whether the meters show the last switches yet.
-    total = _total(consumption) if snapshot.system_present else None
-    unshown = unsettled(state.settling, rules, snapshot, total, t)
-    cycle.waiting = state.settling if unshown is not None else None
+    unshown = None
+    if state.settling is not None:
+        total = _total(consumption) if snapshot.system_present else None
+        unshown = unsettled(state.settling, rules, snapshot, total, t)
+        cycle.waiting = state.settling if unshown is not None else None
     if not surplus_known:
         missing = [p for p, v in consumption.items() if v is None]
         unknown = (
@@ -143,30 +145,29 @@ def decide(
             else "com.victronenergy.system is gone"
         )
         cycle.hold_or_stop_unknown(controlled, unknown)
-        return _finish(cycle, None, total)
+        return _finish(cycle, consumption, None)
     # While switches are unsettled, the consumption as the meters will show it once they
     # have caught up with what the relays report: the surplus and the base load are then
     # what they will be, so a shed load that still shows is not shed twice, and delays
     # run on the true surplus.
-    moves = unshown or _EMPTY
-    known = {p: (v or 0.0) + moves.get(p, 0.0) for p, v in consumption.items()}
-    supplied = supply(rules, snapshot, known, own_load)
+    supplied = supply(rules, snapshot, consumption, unshown or _EMPTY, own_load)
     cycle.pool = supplied.pool
     cycle.limits = supplied.limits
     cycle.projected = supplied.base
 
     # Allocate: the priority walk.
     cycle.allocate(controlled)
-    return _finish(cycle, supplied, total)
+    return _finish(cycle, consumption, supplied)
 
 
 def _finish(
-    cycle: Allocation, supplied: Supply | None, total: float | None
+    cycle: Allocation, consumption: Mapping[Phase, float | None], supplied: Supply | None
 ) -> tuple[Plan, EngineState]:
     rules, pool = cycle.rules, cycle.pool
     settling = cycle.waiting
     decisions = cycle.decisions
     if cycle.switching:
+        total = _total(consumption) if cycle.snapshot.system_present else None
         served = map(decisions.__getitem__, rules.ids_ranked)
         settling = sent(served, rules, cycle.snapshot, waiting=settling, total=total, t=cycle.t)
     plan = Plan(

@@ -196,12 +196,15 @@ class Supply(NamedTuple):
 def supply(
     rules: RuleSet,
     snapshot: Snapshot,
-    consumption: Mapping[Phase, float],
+    consumption: Mapping[Phase, float | None],
+    moves: Mapping[Phase, float],
     own_load: Mapping[Phase, float],
 ) -> Supply:
     """Surplus per phase: PV minus consumption plus the engine's own loads (§5.1).
 
-    An invalid PV path means there is no such PV (0).
+    `moves` is what the meters do not show yet of the last switches (DESIGN §5.10): the
+    consumption is taken as they will show it. An invalid PV path means there is no
+    such PV (0).
     """
     get = snapshot.system.get
     site = rules.site
@@ -217,11 +220,12 @@ def supply(
         pv = (0.0 if grid is None else grid) + (0.0 if output is None else output)
         if per_phase is not None:
             limits[p] = per_phase + pv
-        left = pv - consumption[p] + own_load[p]
+        known = (consumption[p] or 0.0) + moves.get(p, 0.0)
+        left = pv - known + own_load[p]
         if left < 0:
             dc += left
             left = 0.0
         surplus[p] = left
-        base[p] = consumption[p] - own_load[p]
+        base[p] = known - own_load[p]
     factor = 1.0 if snapshot.hub4_mode == 1 else site.dc_efficiency**2
     return Supply(surplus, dc, Pool(dict(surplus), dc, factor), limits, base)
