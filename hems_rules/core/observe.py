@@ -66,8 +66,8 @@ def observe(
     """Fold the relay's report into the remembered state; facts win over intentions."""
     # The usual for a running relay: on as told, its runtime counted on.
     since = prev.counted_at
-    steady = since is not None and fact.on and prev.on and prev.available
-    if steady and not prev.awaiting and prev.day == day.date:
+    steady = fact.on and prev.on and prev.available and not prev.awaiting
+    if steady and since is not None and prev.day == day.date:
         return prev.counting(prev.runtime + t - max(since, day.start), t), None
     state = counted(prev, fact.on, t, day)
     if not prev.available:
