@@ -23,11 +23,13 @@ from pathlib import Path
 
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import Inputs
+from hems_rules.core.model import CycleResult
+from hems_rules.day_state import DayState
 from hems_rules.dbus.client import open_client
 from hems_rules.dbus.settings import SettingsClient
 from hems_rules.errors import RulesError
 from hems_rules.health import Faults
-from hems_rules.loop import EngineLoop, local_now
+from hems_rules.loop import EngineLoop, Publisher, local_now
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.watch import RulesWatcher
 from hems_rules.shelly.relays import Address, direct
@@ -80,6 +82,18 @@ class AppOptions:
     wall: Callable[[], datetime] = local_now
     broker_address: BrokerAddress = broker_as_configured  # the demo maps it to its own
     http_sources: bool = True  # the demo sets HTTP variables itself (its day runs faster)
+    day_state: Path | None = None  # where today's runtime and starts survive a restart
+
+
+@dataclass(frozen=True)
+class RememberedDay:
+    """Hands the day state what the engine remembers after each cycle."""
+
+    controller: Controller
+    day_state: DayState
+
+    def publish(self, result: CycleResult) -> None:
+        self.day_state.update(self.controller.state)
 
 
 class App:
@@ -164,11 +178,18 @@ class App:
         relays.sync(rules.consumers)
         # Exit callbacks run in reverse: this one after the engine below has stopped.
         stack.push_async_callback(self._release, relays)
+        controller = Controller(rules)
+        publishers: list[Publisher] = [switch, vrm]
+        if options.day_state is not None:
+            # Entered before the engine, so it writes the last state after the engine stops.
+            day_state = await stack.enter_async_context(DayState(options.day_state))
+            controller.state = day_state.restore(controller.state, options.wall().date())
+            publishers.append(RememberedDay(controller, day_state))
         loop = EngineLoop(
-            Controller(rules),
+            controller,
             inputs,
             relays,
-            [switch, vrm],
+            publishers,
             monotonic=options.monotonic,
             wall=options.wall,
             on_fatal=self.fail,

@@ -127,7 +127,10 @@ def _demo(args: argparse.Namespace) -> int:
     )
     try:
         rules = args.rules or examples()
-        return asyncio.run(run_demo(rules, args.speed, args.duration, bus_address=args.bus))
+        demo = run_demo(
+            rules, args.speed, args.duration, bus_address=args.bus, meter_lag=args.meter_lag
+        )
+        return asyncio.run(demo)
     except KeyboardInterrupt:
         return 0
     except HemsError as err:
@@ -146,7 +149,12 @@ def _run(args: argparse.Namespace) -> int:
     from hems_rules.app import AppOptions, run_app, setup_logging
 
     setup_logging(args.log_dir, args.verbose)
-    options = AppOptions(rules_dir=args.rules, bus_address=args.bus, poll_interval=args.poll)
+    options = AppOptions(
+        rules_dir=args.rules,
+        bus_address=args.bus,
+        poll_interval=args.poll,
+        day_state=args.day_state,
+    )
     return asyncio.run(run_app(options))
 
 
@@ -159,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bus", help="D-Bus address (default: the system bus)")
     run.add_argument("--log-dir", type=Path, default=Path("/data/log/hems-rules"))
     run.add_argument("--poll", type=parse_duration, default=5.0, help="Shelly status polling")
+    run.add_argument(
+        "--day-state",
+        type=Path,
+        default=Path("/data/hems-rules/day-state.json"),
+        help="where today's runtime and starts are kept across restarts",
+    )
     run.add_argument("--verbose", action="store_true", help="debug output on stderr")
     run.set_defaults(handler=_run)
 
@@ -176,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     demo.add_argument("--bus", help="D-Bus address (default: a private dbus-daemon)")
     demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 60s)")
+    demo.add_argument(
+        "--meter-lag",
+        type=parse_duration,
+        default=1.5,
+        help="how late the simulated GX's meter shows a switched relay (simulated time)",
+    )
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -101,6 +101,7 @@ async def rig(dbus_daemon: DbusDaemon, tmp_path: Path) -> AsyncIterator[Rig]:
             bus_address=dbus_daemon.address,
             shelly_address=loopback,
             poll_interval=0.2,
+            day_state=tmp_path / "day-state.json",
         )
         app = App(options, load_rules(tmp_path))
         stop = asyncio.Event()
@@ -264,6 +265,23 @@ async def test_auto_values_survive_a_restart(rig: Rig) -> None:
     async with restarted(rig) as again:
         assert again.inputs.auto["heater"] == 0
         assert await rig.value(SWITCH, path) == 0
+
+
+async def test_todays_runtime_survives_a_restart(rig: Rig) -> None:
+    await rig.client.set_value(SETTINGS, "/Settings/HEMS/Mode", Variant("i", 1))
+
+    def runtime(app: App) -> float:
+        plan = app.loop.controller.plan if app.loop else None
+        return plan.decision("heater").runtime if plan else 0.0
+
+    await wait_until(lambda: runtime(rig.app) >= 1.0, what="a second of runtime")
+    rig.stop.set()
+    await asyncio.wait_for(rig.task, 10)
+    ran = runtime(rig.app)
+    async with restarted(rig) as again:
+        await wait_until(lambda: runtime(again) > 0, what="a first cycle after the restart")
+        # Kept to a tenth of a second.
+        assert runtime(again) >= ran - 0.1, "today's runtime goes on from where it was"
 
 
 @asynccontextmanager

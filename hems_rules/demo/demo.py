@@ -22,7 +22,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,8 +42,11 @@ from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.rules import PHASES, Consumer, MqttBroker, MqttSource, ShellyEndpoint
 from hems_rules.simulate.day import Cloud, SolarDay
+from hems_rules.simulate.meter import LaggingMeter
 
 log = logging.getLogger(__name__)
+
+METER_LAG = 1.5  # s: a GX's consumption shows a switched load 1-3 s late
 
 
 @dataclass
@@ -90,7 +93,9 @@ class DemoWorld:
     """The GX's measurements as the solar day makes them, metered with the relays' draw.
 
     Readings go to the simulated com.victronenergy.system on the bus, as systemcalc
-    would publish them; the tank and rod temperatures go straight to the inputs.
+    would publish them, and like a GX's its consumption shows a switched relay
+    `meter_lag` (simulated) seconds late; the tank and rod temperatures go straight to
+    the inputs.
     """
 
     def __init__(
@@ -99,13 +104,19 @@ class DemoWorld:
         system: SimulatedSystem,
         inputs: Inputs,
         relays: Relays,
+        *,
+        now: Callable[[], float],
         mqtt: aiomqtt.Client | None = None,
+        meter_lag: float = METER_LAG,
     ) -> None:
         self.rules = rules
         self.system = system
         self.inputs = inputs
         self.relays = relays
         self.base: dict[str, SystemValue] = {}
+        self._now = now
+        self._meter = LaggingMeter(meter_lag)
+        self._metered: dict[str, Value] = {}
         self._mqtt = mqtt
         self._published: dict[str, tuple[MqttSource, float | None]] = {}
 
@@ -114,12 +125,26 @@ class DemoWorld:
 
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.base.update(values or {})
-        metered: dict[str, Value] = {k: v for k, v in self.base.items()}
+        self.meter()
+
+    def meter(self) -> None:
+        """Publish what the GX's meter shows now: the house plus each relay's draw, late."""
+        t = self._now()
+        metered: dict[str, Value] = dict(self.base)
         for consumer in self.rules.consumers:
-            for phase, watts in consumer.shares(self.drawn(consumer.id)):
+            self._meter.record(consumer.id, self.drawn(consumer.id), t)
+            for phase, watts in consumer.shares(self._meter.shown(consumer.id, t)):
                 key = f"/Ac/Consumption/{phase}/Power"
                 metered[key] = float(metered.get(key) or 0.0) + watts
-        self.system.update(metered)
+        if metered != self._metered:
+            self._metered = metered
+            self.system.update(metered)
+
+    async def follow_relays(self) -> None:
+        """Meter the relays between the day's updates, so the lag is what it says."""
+        while True:
+            self.meter()
+            await asyncio.sleep(0.01)
 
     def set_variable(self, name: str, value: float | None, t: float) -> None:
         variable = self.rules.variables.get(name)
@@ -214,8 +239,10 @@ async def run_demo(
     rules_dir: Path,
     speed: float = 60.0,
     duration: float | None = None,
+    *,
     out: TextIO = sys.stdout,
     bus_address: str | None = None,
+    meter_lag: float = METER_LAG,
 ) -> int:
     """Run until `duration` (real seconds) has passed, or forever."""
     rules = load_rules(rules_dir)
@@ -236,6 +263,7 @@ async def run_demo(
             speed=speed,
             duration=duration,
             out=out,
+            meter_lag=meter_lag,
         )
 
 
@@ -248,6 +276,7 @@ async def _run(
     speed: float,
     duration: float | None,
     out: TextIO,
+    meter_lag: float,
 ) -> int:
     clock = VirtualClock(speed, datetime(2026, 6, 21, 9, 30).astimezone())
     day = SolarDay(start_h=9.5, ac_pv_peak=8000, dc_pv_peak=5000, soc=50.0, tank_temp=67.0)
@@ -284,10 +313,14 @@ async def _run(
         if broker is not None:
             mqtt = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", broker.port))
         app = App(options, rules)
-        world = DemoWorld(rules, system, app.inputs, relays, mqtt)
+        world = DemoWorld(
+            rules, system, app.inputs, relays, now=clock.seconds, mqtt=mqtt, meter_lag=meter_lag
+        )
         day.apply(0.0, world)
         stop = asyncio.Event()
         running = asyncio.create_task(app.run(stop), name="hems-rules")
+        metering = asyncio.create_task(world.follow_relays(), name="demo-meter")
+        stack.callback(metering.cancel)
         await asyncio.wait_for(app.ready.wait(), 30)
         assert app.loop is not None
         settings.set("/Settings/HEMS/Mode", 1)  # as `dbus -y ... SetValue 1` would
