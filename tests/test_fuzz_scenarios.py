@@ -248,7 +248,7 @@ def assert_sound(scenario: Scenario) -> None:
     }
     assert scenario.settings.mode in (0, 1)
     assert 0 <= scenario.meter_lag <= 600
-    assert 1970 <= scenario.start.year <= 9999 and scenario.start.tzinfo is not None
+    assert 1970 <= scenario.start.year <= 9997 and scenario.start.tzinfo is not None
     for step in scenario.steps:
         assert 0 <= step.at <= YEAR
     for expectation in scenario.expectations:

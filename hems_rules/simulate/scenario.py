@@ -44,7 +44,7 @@ DEFAULT_START = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
 # (cycles times consumers) is that year for six consumers (for 1000, 2.3 days).
 MAX_CYCLES = 16_000_000
 MAX_DECISIONS = 100_000_000
-_YEARS = (1970, 9998)  # a start whose year and the year after have Unix timestamps
+_YEARS = (1970, 9997)  # the year after a start (a span) must fit in a datetime too
 _ZONE = re.compile(r"[A-Za-z0-9_+-]{1,32}(?:/[A-Za-z0-9_+-]{1,32}){0,2}")
 _EXAMPLE_START = "2026-06-21T12:00:00+02:00"
 _SETTING_NAMES = {
