@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -466,3 +469,47 @@ def test_a_valid_scenario_still_runs_and_prints_its_lines(
     assert main(["simulate", str(path)]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["switch"] == "on"
     assert run_scenario(load_scenario(path)).passed
+
+
+def a_long_run(tmp_path: Path) -> Path:
+    """Hundreds of kB of decision lines (a cloud every 10 s for 3 h), then a quiet day."""
+    steps = "".join(
+        f"  - at: {10 * i}s\n    system: {{/Ac/PvOnGrid/L1/Power: {2000 if i % 2 else 0}}}\n"
+        for i in range(1, 1081)
+    )
+    fast = RULES.replace("phases: 1,", "phases: 1, loop_interval: 100ms,")
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        scenario(step=STEP + steps, check="  - at: 1d\n    state: {heater: on}\n", rules=fast)
+    )
+    return path
+
+
+def start_simulate(path: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hems_rules.cli", "simulate", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith('{"t": 0.0')  # it is running
+    return process
+
+
+@pytest.mark.timeout(60)
+def test_a_reader_that_leaves_ends_simulate_quietly(tmp_path: Path) -> None:
+    """`simulate long.yaml | head -1` ended in a BrokenPipeError traceback."""
+    process = start_simulate(a_long_run(tmp_path))
+    assert process.stdout is not None
+    process.stdout.close()
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 141 and err == ""
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_ends_a_long_simulation_without_a_traceback(tmp_path: Path) -> None:
+    process = start_simulate(a_long_run(tmp_path))
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and err == "simulate: interrupted\n"
