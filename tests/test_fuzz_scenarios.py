@@ -31,7 +31,7 @@ from hems_rules.simulate.scenario import (
     load_scenario,
     run_scenario,
 )
-from tests.test_fuzz_rules import HOSTILE
+from tests.test_fuzz_rules import HOSTILE, mutated
 
 TIME_BOUND = 3.0  # s for one load and run; a hang or an expansion shows
 RUN_CYCLES = 3000  # scenarios cheaper than this are run to their end
@@ -157,15 +157,6 @@ WRONG = st.sampled_from(
         "1000001",
     ]
 )
-VALUES = st.one_of(HOSTILE, WRONG)
-
-
-@st.composite
-def mutated_values(draw: st.DrawFn) -> str:
-    values = dict(GOOD)
-    for key in draw(st.lists(st.sampled_from(sorted(GOOD)), min_size=1, max_size=3, unique=True)):
-        values[key] = draw(VALUES)
-    return TEMPLATE.format(**values)
 
 
 KEYS = st.one_of(
@@ -290,7 +281,7 @@ def test_the_template_itself_loads_and_runs(tmp_path: Path) -> None:
 
 
 @FUZZ
-@given(mutated_values())
+@given(mutated(TEMPLATE, GOOD, st.one_of(HOSTILE, WRONG)))
 def test_hostile_values_in_a_scenario(tmp_path_factory: Any, text: str) -> None:
     simulate(tmp_path_factory.mktemp("fuzz"), text)
 
