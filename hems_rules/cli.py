@@ -1,4 +1,4 @@
-"""`hems-rules run | check | simulate | demo`.
+"""`hems-rules run | check | simulate | replay | demo`.
 
 Each command imports what it needs when it runs: `run` on a GX never loads the demo,
 the emulators, the simulator or a web server it does not use (memory and start-up).
@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,9 @@ from hems_rules.ruleset.durations import parse_duration
 if TYPE_CHECKING:
     from hems_rules.core.model import Decision
     from hems_rules.ruleset.rules import RuleSet, Runtime
+
+
+GX_RULES = Path("/data/hems-rules/rules")
 
 
 def _runtime(runtime: Runtime) -> str:
@@ -56,6 +60,19 @@ def _summary(rules: RuleSet) -> str:
         )
         readings.append(f"SOC {soc}% -> {value}")
     lines.append(f"battery reservation {site.battery_reservation.source!r}: {', '.join(readings)}")
+    web, history = site.web, site.history
+    lines.append(
+        "status page off"
+        if web is None
+        else f"status page on {web.bind}:{web.port}, "
+        + ("control with a password" if web.control else "read-only")
+    )
+    lines.append(
+        "history off"
+        if history is None
+        else f"history in {history.path}, {history.days} days, at most "
+        f"{history.max_bytes / (1 << 20):g} MB"
+    )
     lines.append("consumers, served in this order:")
     ranked = sorted(enumerate(rules.consumers), key=lambda item: (item[1].priority, item[0]))
     for _, c in ranked:
@@ -127,6 +144,48 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if outcome.passed else 1
 
 
+def _replay(args: argparse.Namespace) -> int:
+    import json
+    import sqlite3  # only replay needs SQLite, which a GX's Python may lack
+
+    from hems_rules.history.recording import STEP, day_bounds
+    from hems_rules.history.store import HistoryStore
+    from hems_rules.ruleset.compiler import load_rules
+    from hems_rules.simulate.replay import ReplayError, replay, report
+
+    rules_dir: Path = args.rules or (GX_RULES if GX_RULES.is_dir() else examples())
+    try:
+        rules = load_rules(rules_dir)
+    except HemsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    store = HistoryStore(args.history)
+    try:
+        store.open(create=False)
+        days = store.days()
+        day: date | None = args.day or (days[-1] if days else None)
+        if day is None:
+            print(f"{store.file}: nothing recorded yet", file=sys.stderr)
+            return 1
+        recording = store.read(*day_bounds(day), STEP)
+    except sqlite3.Error as err:
+        print(f"{store.file}: cannot read the history: {err}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    try:
+        comparison = replay(recording, rules)
+    except ReplayError as err:
+        known = ", ".join(str(d) for d in days[-7:]) or "none"
+        print(f"{err} (recorded days: {known})", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(comparison.as_json(), indent=2))
+    else:
+        print(report(comparison, str(rules_dir)))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
     import logging
@@ -137,9 +196,14 @@ def _demo(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        rules = args.rules or examples()
         demo = run_demo(
-            rules, args.speed, args.duration, bus_address=args.bus, meter_lag=args.meter_lag
+            args.rules or examples(),
+            args.speed,
+            args.duration,
+            bus_address=args.bus,
+            meter_lag=args.meter_lag,
+            history=None if args.no_history else args.history,
+            port=None if args.no_page else args.port,
         )
         return asyncio.run(demo)
     except KeyboardInterrupt:
@@ -196,6 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rules", type=Path, help="rules directory instead of inline rules")
     simulate.set_defaults(handler=_simulate)
 
+    replay_ = commands.add_parser(
+        "replay", help="a recorded day again with other rules, beside what happened"
+    )
+    replay_.add_argument("history", type=Path, help="the history directory (or its history.db)")
+    replay_.add_argument("--day", type=date.fromisoformat, help="YYYY-MM-DD (default: the last)")
+    replay_.add_argument(
+        "--rules", type=Path, help=f"the what-if rules (default: {GX_RULES}, else the examples)"
+    )
+    replay_.add_argument("--json", action="store_true", help="the figures as JSON")
+    replay_.set_defaults(handler=_replay)
+
     demo = commands.add_parser("demo", help="the appliance on an accelerated solar day")
     demo.add_argument("--rules", type=Path, help="rules directory (default: the examples)")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
@@ -207,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.5,
         help="how late the simulated GX's meter shows a switched relay (simulated time)",
     )
+    demo.add_argument(
+        "--history", type=Path, default=Path("demo-history"), help="where the demo records its day"
+    )
+    demo.add_argument("--port", type=int, default=8089, help="the status page (0: any free port)")
+    demo.add_argument("--no-history", action="store_true", help="record nothing")
+    demo.add_argument("--no-page", action="store_true", help="serve no status page")
     demo.set_defaults(handler=_demo)
     return parser
 

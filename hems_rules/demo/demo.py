@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -40,7 +40,15 @@ from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.demo.switch_emulator import EmulatedSwitchService, Output
 from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet, load_rules
-from hems_rules.ruleset.rules import PHASES, Consumer, MqttBroker, MqttSource, ShellyEndpoint
+from hems_rules.ruleset.rules import (
+    PHASES,
+    Consumer,
+    HistoryConfig,
+    MqttBroker,
+    MqttSource,
+    PageConfig,
+    ShellyEndpoint,
+)
 from hems_rules.simulate.day import Cloud, SolarDay
 from hems_rules.simulate.meter import LaggingMeter
 
@@ -235,6 +243,33 @@ def render(loop: EngineLoop, world: DemoWorld, day: SolarDay, clock: VirtualCloc
     return "\n".join(lines)
 
 
+DEMO_HISTORY = Path("demo-history")
+DEMO_PORT = 8089
+
+
+def demo_site(rules: RuleSet, history: Path | None, port: int | None) -> RuleSet:
+    """The rules with the demo's own history and a page on loopback (or without them)."""
+    site = rules.site
+    return replace(
+        rules,
+        site=replace(
+            site,
+            history=None
+            if history is None
+            else replace(site.history or HistoryConfig(), path=str(history)),
+            web=None
+            if port is None
+            else replace(site.web or PageConfig(), port=port, bind="127.0.0.1"),
+        ),
+    )
+
+
+def fresh(history: Path) -> None:
+    """Every demo day starts at 09:30 of the same date: it starts a new history too."""
+    for name in ("history.db", "history.db-wal", "history.db-shm"):
+        (history / name).unlink(missing_ok=True)
+
+
 async def run_demo(
     rules_dir: Path,
     speed: float = 60.0,
@@ -243,9 +278,13 @@ async def run_demo(
     out: TextIO = sys.stdout,
     bus_address: str | None = None,
     meter_lag: float = METER_LAG,
+    history: Path | None = DEMO_HISTORY,
+    port: int | None = DEMO_PORT,
 ) -> int:
     """Run until `duration` (real seconds) has passed, or forever."""
-    rules = load_rules(rules_dir)
+    rules = demo_site(load_rules(rules_dir), history, port)
+    if history is not None:
+        fresh(history)
     with contextlib.ExitStack() as private:
         if bus_address is None:
             bus_address = private.enter_context(PrivateBus()).address
@@ -324,6 +363,11 @@ async def _run(
         await asyncio.wait_for(app.ready.wait(), 30)
         assert app.loop is not None
         settings.set("/Settings/HEMS/Mode", 1)  # as `dbus -y ... SetValue 1` would
+        if app.page_port is not None:
+            out.write(f"status page: http://127.0.0.1:{app.page_port}/\n")
+        if rules.site.history is not None:
+            out.write(f"history: {rules.site.history.path} (hems-rules replay reads it)\n")
+        out.flush()
         started, shown = time.monotonic(), 0.0
         tty = out.isatty()
         try:

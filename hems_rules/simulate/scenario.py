@@ -422,10 +422,12 @@ def run_scenario(
     on_change: Callable[[float, Decision], None] | None = None,
     driver: Driver | None = None,
     until: float | None = None,
+    on_cycle: Callable[[float, Plan, Plant], None] | None = None,
 ) -> Outcome:
     """Run a scenario to its last step or expectation (or `until`).
 
     A `driver` changes the world once per simulated second, before the timeline's steps.
+    `on_cycle` sees every cycle's plan and the plant after its commands (replay's meter).
     The outcome lists the expectations that failed.
     """
     plant = Plant(rules=scenario.rules, settings=scenario.settings, meter_lag=scenario.meter_lag)
@@ -470,7 +472,7 @@ def run_scenario(
                 push(at + DEBOUNCE, 1, "change")
         elif kind == 1:
             cycle_due.discard(at)
-            _, changed = controller.cycle(
+            plan, changed = controller.cycle(
                 plant.snapshot(at), datetime.fromtimestamp(origin + at, zone)
             )
             outcome.cycles += 1
@@ -483,6 +485,8 @@ def run_scenario(
                     commands[decision.consumer] = commands.get(decision.consumer, 0) + 1
                 if on_change is not None:
                     on_change(at, decision)
+            if on_cycle is not None:
+                on_cycle(at, plan, plant)
             if any(d.command is not None for d in changed):
                 push(at + DEBOUNCE, 1, "read-back")
                 if plant.meter_lag:
