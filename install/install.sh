@@ -64,10 +64,17 @@ mkdir -p "$ROOT$APP" "$ROOT/data/log/hems-rules"
 # Code and schema are replaced on every install; the user's rules never are.
 rm -rf "$ROOT$APP/hems_rules" "$ROOT$APP/lib" "$ROOT$APP/schema" "$ROOT$APP/examples"
 cp -R "$SRC/hems_rules" "$ROOT$APP/hems_rules"
-rm -f "$ROOT$APP/hems_rules/rules.schema.json"
-cp "$SRC/schema/rules.schema.json" "$ROOT$APP/hems_rules/rules.schema.json"
+for schema in rules scenario; do
+    rm -f "$ROOT$APP/hems_rules/$schema.schema.json"
+    cp "$SRC/schema/$schema.schema.json" "$ROOT$APP/hems_rules/$schema.schema.json"
+done
 find "$ROOT$APP/hems_rules" -name __pycache__ -type d -exec rm -rf {} + 2>/dev/null || true
 [ -d "$SRC/lib" ] && cp -R "$SRC/lib" "$ROOT$APP/lib"
+# Byte code now, not at the first start on the GX (a few hundred ms there, every start
+# if /data were read-only). Only on the GX itself: another Python would compile for itself.
+if [ -z "$ROOT" ] && command -v python3 >/dev/null 2>&1; then
+    python3 -m compileall -q "$APP/hems_rules" "$APP/lib" >/dev/null 2>&1 || true
+fi
 cp -R "$SRC/hems_rules/examples" "$ROOT$APP/examples"
 [ -d "$ROOT$APP/rules" ] || cp -R "$SRC/hems_rules/examples" "$ROOT$APP/rules"
 
