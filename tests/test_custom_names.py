@@ -19,16 +19,17 @@ def test_a_reason_naming_another_consumer_uses_its_custom_name() -> None:
         "  - {id: b, shelly: {host: b.invalid}, power: 1000}\n"
     )
 
-    def at(a_on: bool) -> Snapshot:
+    def at(a_on: bool, pv: float) -> Snapshot:
         return Snapshot(
             system=MappingProxyType(
-                {"/Ac/PvOnGrid/L1/Power": 1700.0, "/Ac/Consumption/L1/Power": 500.0}
+                {"/Ac/PvOnGrid/L1/Power": pv, "/Ac/Consumption/L1/Power": 500.0}
             ),
             settings=Settings(mode=1),
             devices=MappingProxyType({"a": DeviceFact(on=a_on), "b": DeviceFact()}),
             names=MappingProxyType({"a": "Boiler rod"}),
         )
 
-    _, state = decide(rules, at(False), EngineState(), START)
-    plan, _ = decide(rules, at(True), state, START + timedelta(seconds=1))
+    _, state = decide(rules, at(False, 1700.0), EngineState(), START)
+    # a is on, the meter does not show it yet, and more sun would let b start: it waits
+    plan, _ = decide(rules, at(True, 2700.0), state, START + timedelta(seconds=1))
     assert plan.decision("b").reason.startswith("off: waiting for the meter to show Boiler rod")
