@@ -39,12 +39,21 @@ def module(*names: str) -> ModuleType:
     raise ModuleNotFoundError(" or ".join(names))
 
 
-def decide_cycles(rules_file: Path, cycles: int) -> dict[str, Any]:
-    """decide() on a random day of readings; the meter shows each relay at once."""
-    engine = module("hems_rules.core.engine", "hems_rules.engine")
-    model = module("hems_rules.core.model", "hems_rules.model")
+def decide_cycles(rules_file: Path, cycles: int, rounds: int = 3) -> dict[str, Any]:
+    """decide() on a random day of readings; the meter shows each relay at once.
+
+    CPU time of this process (the machine is shared), the best of `rounds` runs of the
+    same day.
+    """
     load_rules = module("hems_rules.ruleset").load_rules
     rules = load_rules(rules_file.parent)
+    best, switches = min(_decide_day(rules, cycles) for _ in range(rounds))
+    return {"seconds_per_cycle": best / cycles, "cycles": cycles, "switches": switches}
+
+
+def _decide_day(rules: Any, cycles: int) -> tuple[float, int]:
+    engine = module("hems_rules.core.engine", "hems_rules.engine")
+    model = module("hems_rules.core.model", "hems_rules.model")
     rng = random.Random(1)
     state = model.EngineState()
     on: dict[str, bool] = {c.id: False for c in rules.consumers}
@@ -73,14 +82,14 @@ def decide_cycles(rules_file: Path, cycles: int) -> dict[str, Any]:
                 }
             ),
         )
-        start = time.perf_counter()
+        start = time.process_time()
         plan, state = engine.decide(rules, snapshot, state, START + timedelta(seconds=i * 2))
-        total += time.perf_counter() - start
+        total += time.process_time() - start
         for d in plan.decisions:
             if d.command is not None:
                 on[d.consumer] = bool(d.command)
                 switches += 1
-    return {"seconds_per_cycle": total / cycles, "cycles": cycles, "switches": switches}
+    return total, switches
 
 
 def simulated_day(rules_dir: Path) -> dict[str, Any]:
