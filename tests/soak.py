@@ -180,11 +180,6 @@ class Soak:
         self.directory = directory
         self.tally = Tally()
         self.excluded: dict[str, float] = {}  # consumer -> until when its relay is not ours
-        # A command sent just as a device fails may never arrive, and the engine counts
-        # it done until the device is found unavailable (a hang: 4 s RPC timeout, retried).
-        # The phases of a failing device are not checked against the limit meanwhile; see
-        # the report on counting unconfirmed switch-offs.
-        self.blind: dict[str, float] = {}  # phase -> until when
         self.reservation_fails_since: float | None = None
         self.samples: list[tuple[float, int, int]] = []  # (t, RSS kB, fds)
         self.ending = False  # no new fault or poke; those under way finish
@@ -352,9 +347,6 @@ class Soak:
             everything = self.world.per_phase()
             base = self.world.base
             for phase in PHASES:
-                if self.blind.get(phase, 0.0) > now:
-                    over_since.pop(phase, None)
-                    continue
                 limit = CIP + base.get(f"/Ac/PvOnGrid/{phase}/Power", 0.0)
                 used = base.get(f"/Ac/Consumption/{phase}/Power", 0.0) + everything[phase]
                 if used > limit and managed[phase] > 0 and self.world.present:
@@ -440,9 +432,6 @@ class Soak:
     async def _device_fault(self, kind: str, consumer_id: str) -> None:
         device = self.shellies[consumer_id]
         port = device.port
-        consumer = self.world.rules.consumer(consumer_id)
-        for phase, _ in consumer.shares(1.0):
-            self.blind[phase] = time.monotonic() + 9.0 + REACT
         if kind == "away":
             device.power_cut()
             await device.stop()
