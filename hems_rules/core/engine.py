@@ -33,6 +33,7 @@ from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
 
 _FRESH = ConsumerState()
 _EMPTY: Mapping[Phase, float] = MappingProxyType({})
+_UNKNOWN = Reason(Code.AUTO_WHEN_ERROR)  # a condition control() has not judged yet
 
 
 def _release(
@@ -82,6 +83,7 @@ def decide(
     slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
     rank = rules.rank
     today = day.date
+    mode_on, auto = snapshot.settings.mode == 1, snapshot.auto.get
     for index, consumer in enumerate(rules.consumers):
         consumer_id = consumer.id
         prev = remembered.get(consumer_id, _FRESH)
@@ -101,7 +103,13 @@ def decide(
             current, note = prev, None  # off as told, nothing to count: as observe() says
         else:
             current, note = observe(prev, fact, t, day)
-        why_not = control(consumer, snapshot, conditions)
+        condition = consumer.auto_when
+        if mode_on and auto(consumer_id, 1) == 1 and (
+            condition is None or conditions.get(condition.source, _UNKNOWN) is None
+        ):
+            why_not = None  # under control, as control() would say: the usual, made short
+        else:
+            why_not = control(consumer, snapshot, conditions)
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):
             watts = draw(consumer, fact)
