@@ -50,7 +50,7 @@ class Allocation:
         self.waiting: Settling | None = None  # switches the meters do not show yet
         self._waiting: dict[bool, Reason] = {}
         self.due: dict[str, Reason] = {}  # due consumers, with how much they still need
-        self.switching = False  # whether any decision of this cycle switches a relay
+        self.switched: list[str] = []  # the consumers this cycle switches (some twice)
 
     def held(self, state: ConsumerState, minimum: float) -> float:
         """Seconds a min_on / min_off timer still holds, 0 when it does not."""
@@ -181,7 +181,7 @@ class Allocation:
         command = None
         if on != state.on:
             command = on
-            self.switching = True
+            self.switched.append(consumer.id)
             state = state._replace(
                 on=on,
                 switched_at=self.t,

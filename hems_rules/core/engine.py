@@ -42,7 +42,7 @@ def _release(
     """A consumer outside control: switched off once when it leaves, then left alone."""
     if state.controlled and state.on and not consumer.release_keeps:
         state = state._replace(on=False, switched_at=cycle.t, awaiting=True)
-        cycle.switching = True
+        cycle.switched.append(consumer.id)
         reason = Reason(Code.RELEASED, (True, why))
         decision = Decision(consumer.id, "off", False, reason, False, runtime=state.runtime)
     else:
@@ -104,8 +104,10 @@ def decide(
         else:
             current, note = observe(prev, fact, t, day)
         condition = consumer.auto_when
-        if mode_on and auto(consumer_id, 1) == 1 and (
-            condition is None or conditions.get(condition.source, _UNKNOWN) is None
+        if (
+            mode_on
+            and auto(consumer_id, 1) == 1
+            and (condition is None or conditions.get(condition.source, _UNKNOWN) is None)
         ):
             why_not = None  # under control, as control() would say: the usual, made short
         else:
@@ -174,9 +176,10 @@ def _finish(
     rules, pool = cycle.rules, cycle.pool
     settling = cycle.waiting
     decisions = cycle.decisions
-    if cycle.switching:
+    if cycle.switched:
         total = _total(consumption) if cycle.snapshot.system_present else None
-        served = map(decisions.__getitem__, rules.ids_ranked)
+        ids = sorted(set(cycle.switched), key=rules.place.__getitem__)  # a re-walk repeats
+        served = (decisions[i] for i in ids)
         settling = sent(served, rules, cycle.snapshot, waiting=settling, total=total, t=cycle.t)
     plan = Plan(
         decisions=tuple(map(decisions.__getitem__, rules.ids)),

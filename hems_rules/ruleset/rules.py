@@ -243,8 +243,9 @@ class RuleSet:
         return tuple(c.id for c in self.consumers)
 
     @cached_property
-    def ids_ranked(self) -> tuple[str, ...]:
-        return tuple(c.id for c in self.ranked)
+    def place(self) -> Mapping[str, int]:
+        """Each consumer's place in `ranked`, by id."""
+        return MappingProxyType({c.id: place for place, c in enumerate(self.ranked)})
 
     @cached_property
     def timed(self) -> bool:
