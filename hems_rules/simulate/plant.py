@@ -9,12 +9,14 @@ the live loop uses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hems_rules.core.inputs import Inputs, SystemValue
 from hems_rules.core.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
+from hems_rules.core.surplus import CONSUMPTION
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import DbusSource, RuleSet
 from hems_rules.simulate.meter import LaggingMeter
@@ -43,6 +45,9 @@ class EmulatedRelay:
 
 @dataclass
 class Plant:
+    """The simulated GX. Change it through its methods (or its Inputs' setters), which
+    tell it when the snapshot it caches may no longer hold."""
+
     rules: RuleSet
     settings: Settings = field(default_factory=lambda: Settings(mode=1))
     meter_lag: float = 0.0
@@ -50,18 +55,30 @@ class Plant:
     dbus: dict[str, dict[str, SystemValue]] = field(default_factory=dict)
     inputs: Inputs = field(init=False)
     meter: LaggingMeter = field(init=False)
+    # The last snapshot, which holds while no input changes and the clock is before
+    # `_holds_until` (a variable that turns stale, the meter showing a switch).
+    _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
+    _holds_until: float = field(default=-math.inf, init=False, repr=False)
+    _variable_times: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.inputs = Inputs(self.rules, self.settings)
         self.inputs.system_present = True
         self.meter = LaggingMeter(self.meter_lag)
 
+    def _changed(self) -> None:
+        self._holds_until = -math.inf
+
     def use_rules(self, rules: RuleSet) -> None:
         self.rules = rules
         self.inputs.rules = rules
+        self._changed()
 
     def relay(self, consumer_id: str) -> EmulatedRelay:
-        return self.relays.setdefault(consumer_id, EmulatedRelay())
+        relay = self.relays.get(consumer_id)
+        if relay is None:
+            relay = self.relays[consumer_id] = EmulatedRelay()
+        return relay
 
     def drawn(self, consumer_id: str) -> float:
         return self.relay(consumer_id).draw(self.rules.consumer(consumer_id).power)
@@ -87,6 +104,7 @@ class Plant:
 
     def _meter(self, consumer_id: str, t: float) -> None:
         """The meter learns a relay's new draw when it changes (removed consumers: never)."""
+        self._changed()
         for consumer in self.rules.consumers:
             if consumer.id == consumer_id:
                 self.meter.record(consumer_id, self.relay(consumer_id).draw(consumer.power), t)
@@ -94,7 +112,16 @@ class Plant:
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.inputs.update_system(values)
 
+    def _stale_after(self, name: str) -> float | None:
+        variable = self.rules.variables.get(name)
+        return variable.source.stale_after if variable is not None else None
+
     def set_variable(self, name: str, value: float | None, t: float) -> None:
+        stale_after = self._stale_after(name)
+        last = self._variable_times.get(name)
+        if last is None or (stale_after is not None and t - last > stale_after):
+            self._changed()  # it was stale, and the same value again is fresh
+        self._variable_times[name] = t
         self.inputs.set_variable(name, value, t)
 
     def update_dbus(self, service: str, values: Mapping[str, SystemValue], t: float) -> None:
@@ -107,7 +134,7 @@ class Plant:
                 and source.service == service
                 and source.path in values
             ):
-                self.inputs.set_variable(name, number(values[source.path]), t)
+                self.set_variable(name, number(values[source.path]), t)
         bms = self._bms()
         self.inputs.set_battery_limits(
             number(bms.get("/Info/MaxChargeCurrent")), number(bms.get("/Info/MaxChargeVoltage"))
@@ -124,16 +151,38 @@ class Plant:
         return self.dbus[batteries[0]] if len(batteries) == 1 else {}
 
     def snapshot(self, t: float) -> Snapshot:
-        """What the GX shows at `t`: the meters include what the relays draw, `meter_lag` late."""
+        """What the GX shows at `t`: the meters include what the relays draw, `meter_lag` late.
+
+        The same object as last time while nothing in it changed, so a caller can tell
+        an idle moment by identity.
+        """
+        inputs = self.inputs
+        if self._snapshot is not None and t < self._holds_until and not inputs.changed.is_set():
+            return self._snapshot
         metered: dict[str, float] = {}
         for consumer in self.rules.consumers:
             relay = self.relay(consumer.id)
-            self.inputs.set_device(consumer.id, relay.fact(consumer.power))
+            inputs.set_device(consumer.id, relay.fact(consumer.power))
             self.meter.record(consumer.id, relay.draw(consumer.power), t)
             draw = self.meter.shown(consumer.id, t)
             for phase, watts in consumer.shares(draw):
-                key = f"/Ac/Consumption/{phase}/Power"
-                base = number(self.inputs.system.get(key))
+                key = CONSUMPTION[phase]
+                base = number(inputs.system.get(key))
                 if base is not None and watts:
                     metered[key] = metered.get(key, base) + watts
-        return self.inputs.snapshot(t, metered)
+        snapshot = inputs.snapshot(t, metered)
+        inputs.changed.clear()
+        if snapshot == self._snapshot:
+            snapshot = self._snapshot
+        self._snapshot = snapshot
+        self._holds_until = min(self.meter.next_change(), self._fresh_until(t))
+        return snapshot
+
+    def _fresh_until(self, t: float) -> float:
+        """Until when every variable fresh at `t` stays fresh (inf: none turns stale)."""
+        until = math.inf
+        for name, at in self._variable_times.items():
+            stale_after = self._stale_after(name)
+            if stale_after is not None and t - at <= stale_after:
+                until = min(until, at + stale_after)
+        return until

@@ -18,7 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hems_rules.core.controller import Controller
-from hems_rules.core.model import Decision, Plan, Settings
+from hems_rules.core.model import Decision, Plan, Settings, Snapshot
+from hems_rules.core.timers import idle, next_timer
 from hems_rules.errors import HemsError, RulesError
 from hems_rules.ruleset.compiler import compile_documents, load_rules
 from hems_rules.ruleset.durations import parse_duration
@@ -212,7 +213,8 @@ class Failure:
 @dataclass
 class Outcome:
     failures: list[Failure] = field(default_factory=list)
-    cycles: int = 0
+    cycles: int = 0  # run
+    skipped: int = 0  # cycles that could not have changed the plan, not run
     switchings: int = 0
     changes: int = 0
     commands: dict[str, int] = field(default_factory=dict)  # per consumer, on and off
@@ -286,7 +288,7 @@ def _apply(plant: Plant, controller: Controller, step: Step) -> None:
     for service, values in (body.get("dbus") or {}).items():
         plant.update_dbus(service, values, step.at)
     for name, value in (body.get("variables") or {}).items():
-        inputs.set_variable(name, value, step.at)
+        plant.set_variable(name, value, step.at)
     if "settings" in body:
         where = f"timeline at {step.at:g}s"
         inputs.set_settings(_settings(inputs.settings, body["settings"], where))
@@ -299,20 +301,100 @@ def _apply(plant: Plant, controller: Controller, step: Step) -> None:
 Driver = Callable[[float, Plant], None]
 
 
+class _Cycles:
+    """The engine's cycles in virtual time, skipping those that would repeat the last.
+
+    After an idle cycle (it changed nothing but the clock in the engine's state), the
+    next cycles on the same rules and snapshot decide what it decided until the engine's
+    next timer falls due (core/timers.py), so they are skipped. Whoever reads the plan
+    (an expectation) first has the latest skipped cycle run, so it sees the plan it made.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        plant: Plant,
+        controller: Controller,
+        outcome: Outcome,
+        *,
+        on_change: Callable[[float, Decision], None] | None,
+        skip: bool,
+    ) -> None:
+        self.plant = plant
+        self.controller = controller
+        self.outcome = outcome
+        self.on_change = on_change
+        self.skip = skip
+        # Absolute time: adding a timedelta to a zoned datetime would add wall-clock time.
+        self.origin, self.zone = scenario.start.timestamp(), scenario.start.tzinfo
+        # After an idle cycle: its rules, its snapshot, and when its repeats may end.
+        self._repeats: tuple[RuleSet, Snapshot, float] | None = None
+        self._skipped: tuple[float, Snapshot] | None = None  # the latest, since one ran
+
+    def due(self, at: float) -> bool:
+        """The cycle due at `at`; True when it switched a relay."""
+        snapshot = self.plant.snapshot(at)
+        repeats = self._repeats
+        if (
+            repeats is not None
+            and repeats[1] is snapshot
+            and repeats[0] is self.controller.rules
+            and self.origin + at < repeats[2]
+        ):
+            self._skipped = (at, snapshot)
+            self.outcome.skipped += 1
+            return False
+        return self._run(at, snapshot)
+
+    def catch_up(self) -> None:
+        """Run the latest skipped cycle: the plan is read, or the rules change."""
+        if self._skipped is not None:
+            self._run(*self._skipped)
+
+    def _run(self, at: float, snapshot: Snapshot) -> bool:
+        self._skipped = None
+        controller, outcome = self.controller, self.outcome
+        before = controller.state
+        now = datetime.fromtimestamp(self.origin + at, self.zone)
+        _, changed = controller.cycle(snapshot, now)
+        outcome.cycles += 1
+        switched = False
+        for decision in changed:
+            outcome.changes += 1
+            if decision.command is not None:
+                switched = True
+                self.plant.switch(decision.consumer, decision.command, at)
+                outcome.switchings += int(decision.command)
+                commands = outcome.commands
+                commands[decision.consumer] = commands.get(decision.consumer, 0) + 1
+            if self.on_change is not None:
+                self.on_change(at, decision)
+        after = controller.state
+        if self.skip and idle(before, after):
+            self._repeats = (controller.rules, snapshot, next_timer(controller.rules, after, now))
+        else:
+            self._repeats = None
+        return switched
+
+
 def run_scenario(
     scenario: Scenario,
     on_change: Callable[[float, Decision], None] | None = None,
     driver: Driver | None = None,
     until: float | None = None,
+    *,
+    skip_idle: bool = True,
 ) -> Outcome:
     """Run a scenario to its last step or expectation (or `until`).
 
     A `driver` changes the world once per simulated second, before the timeline's steps.
-    The outcome lists the expectations that failed.
+    The outcome lists the expectations that failed. Cycles that cannot change the plan
+    are skipped unless `skip_idle` is False; what is printed and checked is the same.
     """
     plant = Plant(rules=scenario.rules, settings=scenario.settings, meter_lag=scenario.meter_lag)
     controller = Controller(scenario.rules)
     outcome = Outcome()
+    cycles = _Cycles(scenario, plant, controller, outcome, on_change=on_change, skip=skip_idle)
     end = max([s.at for s in scenario.steps] + [e.at for e in scenario.expectations] + [0.0])
     if until is not None:
         end = until
@@ -332,8 +414,6 @@ def run_scenario(
     push(0.0, 1, "tick")
     if driver is not None:
         push(0.0, -1)
-    # Absolute time: adding a timedelta to a zoned datetime would add wall-clock time.
-    origin, zone = scenario.start.timestamp(), scenario.start.tzinfo
     cycle_due: set[float] = set()
     while queue:
         at, kind, _, payload = heapq.heappop(queue)
@@ -344,6 +424,8 @@ def run_scenario(
                 driver(at, plant)
                 push(at + 1.0, -1)
             elif payload is not None:
+                if payload.rules is not None:
+                    cycles.catch_up()
                 _apply(plant, controller, payload)
                 if plant.meter_lag and "devices" in payload.body:
                     push(at + plant.meter_lag, 0)
@@ -352,20 +434,7 @@ def run_scenario(
                 push(at + DEBOUNCE, 1, "change")
         elif kind == 1:
             cycle_due.discard(at)
-            _, changed = controller.cycle(
-                plant.snapshot(at), datetime.fromtimestamp(origin + at, zone)
-            )
-            outcome.cycles += 1
-            for decision in changed:
-                outcome.changes += 1
-                if decision.command is not None:
-                    plant.switch(decision.consumer, decision.command, at)
-                    outcome.switchings += int(decision.command)
-                    commands = outcome.commands
-                    commands[decision.consumer] = commands.get(decision.consumer, 0) + 1
-                if on_change is not None:
-                    on_change(at, decision)
-            if any(d.command is not None for d in changed):
+            if cycles.due(at):
                 push(at + DEBOUNCE, 1, "read-back")
                 if plant.meter_lag:
                     push(at + plant.meter_lag, 0)  # the meter shows the switch: a change
@@ -373,6 +442,7 @@ def run_scenario(
                 interval = controller.rules.site.loop_interval or 1.0
                 push(at + interval, 1, "tick")
         else:
+            cycles.catch_up()
             tolerance = 2 * controller.rules.site.loop_interval
             failures = _check(payload, controller.plan, plant, outcome.commands, tolerance)
             outcome.failures.extend(failures)
