@@ -60,19 +60,21 @@ class Plant:
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
     _holds_until: float = field(default=-math.inf, init=False, repr=False)
     _variable_times: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _relays_changed: bool = field(default=True, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.inputs = Inputs(self.rules, self.settings)
         self.inputs.system_present = True
         self.meter = LaggingMeter(self.meter_lag)
 
-    def _changed(self) -> None:
+    def _changed(self, relays: bool = False) -> None:
         self._holds_until = -math.inf
+        self._relays_changed = self._relays_changed or relays
 
     def use_rules(self, rules: RuleSet) -> None:
         self.rules = rules
         self.inputs.rules = rules
-        self._changed()
+        self._changed(relays=True)
 
     def relay(self, consumer_id: str) -> EmulatedRelay:
         relay = self.relays.get(consumer_id)
@@ -81,7 +83,10 @@ class Plant:
         return relay
 
     def drawn(self, consumer_id: str) -> float:
-        return self.relay(consumer_id).draw(self.rules.consumer(consumer_id).power)
+        relay = self.relays.get(consumer_id)
+        if relay is None or not relay.on:
+            return 0.0  # what draw() says, without looking up the consumer
+        return relay.draw(self.rules.consumer(consumer_id).power)
 
     def switch(self, consumer_id: str, on: bool, t: float) -> None:
         relay = self.relay(consumer_id)
@@ -104,7 +109,7 @@ class Plant:
 
     def _meter(self, consumer_id: str, t: float) -> None:
         """The meter learns a relay's new draw when it changes (removed consumers: never)."""
-        self._changed()
+        self._changed(relays=True)
         for consumer in self.rules.consumers:
             if consumer.id == consumer_id:
                 self.meter.record(consumer_id, self.relay(consumer_id).draw(consumer.power), t)
@@ -159,12 +164,17 @@ class Plant:
         inputs = self.inputs
         if self._snapshot is not None and t < self._holds_until and not inputs.changed.is_set():
             return self._snapshot
+        if self._relays_changed:
+            self._relays_changed = False
+            for consumer in self.rules.consumers:
+                relay = self.relay(consumer.id)
+                inputs.set_device(consumer.id, relay.fact(consumer.power))
+                self.meter.record(consumer.id, relay.draw(consumer.power), t)
         metered: dict[str, float] = {}
         for consumer in self.rules.consumers:
-            relay = self.relay(consumer.id)
-            inputs.set_device(consumer.id, relay.fact(consumer.power))
-            self.meter.record(consumer.id, relay.draw(consumer.power), t)
             draw = self.meter.shown(consumer.id, t)
+            if not draw:
+                continue
             for phase, watts in consumer.shares(draw):
                 key = CONSUMPTION[phase]
                 base = number(inputs.system.get(key))

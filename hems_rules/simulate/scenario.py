@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hems_rules.core.controller import Controller
-from hems_rules.core.model import Decision, Plan, Settings, Snapshot
+from hems_rules.core.model import Decision, EngineState, Plan, Settings, Snapshot
 from hems_rules.core.timers import idle, next_timer
 from hems_rules.errors import HemsError, RulesError
 from hems_rules.ruleset.compiler import compile_documents, load_rules
@@ -327,19 +328,18 @@ class _Cycles:
         self.skip = skip
         # Absolute time: adding a timedelta to a zoned datetime would add wall-clock time.
         self.origin, self.zone = scenario.start.timestamp(), scenario.start.tzinfo
-        # After an idle cycle: its rules, its snapshot, and when its repeats may end.
-        self._repeats: tuple[RuleSet, Snapshot, float] | None = None
+        self._last: _Ran | None = None
         self._skipped: tuple[float, Snapshot] | None = None  # the latest, since one ran
 
     def due(self, at: float) -> bool:
         """The cycle due at `at`; True when it switched a relay."""
         snapshot = self.plant.snapshot(at)
-        repeats = self._repeats
+        last = self._last
         if (
-            repeats is not None
-            and repeats[1] is snapshot
-            and repeats[0] is self.controller.rules
-            and self.origin + at < repeats[2]
+            last is not None
+            and last.snapshot is snapshot
+            and last.rules is self.controller.rules
+            and self.origin + at < last.repeats_until()
         ):
             self._skipped = (at, snapshot)
             self.outcome.skipped += 1
@@ -369,12 +369,39 @@ class _Cycles:
                 commands[decision.consumer] = commands.get(decision.consumer, 0) + 1
             if self.on_change is not None:
                 self.on_change(at, decision)
-        after = controller.state
-        if self.skip and idle(before, after):
-            self._repeats = (controller.rules, snapshot, next_timer(controller.rules, after, now))
-        else:
-            self._repeats = None
+        if self.skip:
+            self._last = _Ran(controller.rules, snapshot, before, controller.state, now)
         return switched
+
+
+class _Ran:
+    """A cycle that ran, and until when cycles on its rules and snapshot would repeat it:
+    worked out only when such a cycle comes (with a driver, the snapshot mostly changes)."""
+
+    __slots__ = ("_until", "after", "before", "now", "rules", "snapshot")
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        snapshot: Snapshot,
+        before: EngineState,
+        after: EngineState,
+        now: datetime,
+    ) -> None:
+        self.rules, self.snapshot, self.now = rules, snapshot, now
+        self.before, self.after = before, after
+        self._until: float | None = None
+
+    def repeats_until(self) -> float:
+        """The time before which a cycle on the same rules and snapshot decides the same;
+        none if this cycle changed the engine's state (the next may decide otherwise)."""
+        if self._until is None:
+            self._until = (
+                next_timer(self.rules, self.after, self.now)
+                if idle(self.before, self.after)
+                else -math.inf
+            )
+        return self._until
 
 
 def run_scenario(
