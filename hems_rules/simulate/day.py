@@ -104,7 +104,7 @@ class SolarDay:
 
     def _house(self, seconds: float) -> dict[str, float]:
         """The household load per phase at `seconds` after midnight."""
-        loads = dict.fromkeys(PHASES, self.house_base)
+        loads: dict[str, float] = dict.fromkeys(PHASES, self.house_base)
         for spike in self.spikes:
             if 0 <= seconds - spike.start <= spike.length:
                 loads[spike.phase] += spike.watts
