@@ -13,8 +13,8 @@ control) may lead to a different decision on the same inputs, so it is never ski
 
 Every comparison with the time in decide() needs its deadline here:
 tests/test_skipping.py runs scenarios with and without skipping to catch one missing.
-Deadlines are given `EARLY` before they fall due: a cycle too many is harmless, a
-skipped cycle that would have changed the plan is a bug.
+Whoever skips cycles does so only until `EARLY` before the deadline: a cycle too many
+is harmless, a skipped cycle that would have changed the plan is a bug.
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ from hems_rules.core.observe import COMMAND_TIMEOUT
 from hems_rules.core.surplus import EPSILON
 from hems_rules.ruleset.rules import Consumer, RuleSet
 
-# Deadlines are reported this much early, against rounding in decide()'s arithmetic.
+# Cycles are skipped only until this long before a deadline, against rounding in
+# decide()'s arithmetic.
 EARLY = 1e-3
 
 
 def next_timer(rules: RuleSet, state: EngineState, now: datetime) -> float:
-    """The earliest time (a timestamp) after `now` at which a cycle could decide
-    differently from one at `now`, on the same snapshot and with `state` as decided at
-    `now`. It is never later than the next local midnight."""
+    """The next deadline (a timestamp) after `now`: from then on, a cycle on the same
+    snapshot may decide differently from one at `now` that left `state`. It is never
+    later than the next local midnight."""
     t = now.timestamp()
     day = Day(now)
     deadlines = [day.at(DAY_MINUTES)]  # the day's starts and runtime begin anew
@@ -45,7 +46,7 @@ def next_timer(rules: RuleSet, state: EngineState, now: datetime) -> float:
         consumer_state = remembered.get(consumer.id)
         if consumer_state is not None:
             deadlines.extend(_deadlines(consumer, consumer_state, rules, day))
-    return min(d for d in deadlines if d > t) - EARLY
+    return min(d for d in deadlines if d > t)
 
 
 def _deadlines(consumer: Consumer, state: ConsumerState, rules: RuleSet, day: Day) -> list[float]:

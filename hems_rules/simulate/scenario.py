@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hems_rules.core.controller import Controller
 from hems_rules.core.model import Decision, EngineState, Plan, Settings, Snapshot
-from hems_rules.core.timers import idle, next_timer
+from hems_rules.core.timers import EARLY, idle, next_timer
 from hems_rules.errors import HemsError, RulesError
 from hems_rules.ruleset.compiler import compile_documents, load_rules
 from hems_rules.ruleset.durations import parse_duration
@@ -397,7 +397,7 @@ class _Ran:
         none if this cycle changed the engine's state (the next may decide otherwise)."""
         if self._until is None:
             self._until = (
-                next_timer(self.rules, self.after, self.now)
+                next_timer(self.rules, self.after, self.now) - EARLY
                 if idle(self.before, self.after)
                 else -math.inf
             )
