@@ -146,8 +146,20 @@ def day_figures(trees: Trees) -> None:
 # -- `hems-rules run` against a simulated GX ------------------------------------------
 
 
-def rules_text(ports: list[int], power: float) -> str:
-    lines = ["site: {phases: 1, battery_reservation: 0}", "consumers:"]
+PLAIN_SITE = "{phases: 1, battery_reservation: 0}"
+
+
+def bare_site(tree: Path) -> str:
+    """The appliance alone: the code before this work had no status page and no history;
+    this one has them on by default and is measured without them here (bench_views
+    measures them)."""
+    if not (tree / "hems_rules" / "web").exists():
+        return PLAIN_SITE
+    return PLAIN_SITE.replace("}", ", web: {enabled: false}, history: {enabled: false}}")
+
+
+def rules_text(ports: list[int], power: float, site: str = PLAIN_SITE) -> str:
+    lines = [f"site: {site}", "consumers:"]
     lines += [
         f"  - {{id: c{i}, shelly: {{host: 127.0.0.1, port: {p}}}, power: {power:g}, priority: {i}}}"
         for i, p in enumerate(ports)
@@ -264,7 +276,7 @@ async def reaction(tree: Path, changes: int) -> list[float]:
             client = BusClient(await connect(bus.address))
             await mode_on(client)
             await client.watch(SWITCH, published.update, lambda: None)
-            async with running(tree, rules_text([device.port], LOAD), bus.address):
+            async with running(tree, rules_text([device.port], LOAD, bare_site(tree)), bus.address):
                 await published.until(lambda v: v.get("/Devices/0/State") == 0, timeout=30)
                 await published.until(surplus(500))
                 for n in range(changes):
@@ -298,7 +310,7 @@ def memory(pid: int) -> dict[str, float]:
     return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
 
 
-async def startup(tree: Path) -> tuple[float, float]:
+async def startup(tree: Path, site: str | None = None) -> tuple[float, float]:
     """Seconds from starting `hems-rules run` (10 consumers) to its first decision and to
     its first Switch.Set."""
     with PrivateBus() as bus:
@@ -312,7 +324,8 @@ async def startup(tree: Path) -> tuple[float, float]:
             await mode_on(client)
             await client.watch(SWITCH, published.update, lambda: None)
             start = time.perf_counter()
-            async with running(tree, rules_text([d.port for d in devices], 100), bus.address):
+            rules = rules_text([d.port for d in devices], 100, site or bare_site(tree))
+            async with running(tree, rules, bus.address):
                 first_set = await arrived(devices, 1, timeout=30)
                 await published.until(lambda v: published.first_decision is not None)
                 assert published.first_decision is not None
@@ -323,8 +336,14 @@ async def startup(tree: Path) -> tuple[float, float]:
     return figures
 
 
-async def footprint(tree: Path, steady: float) -> dict[str, float]:
-    """`hems-rules run` with 10 consumers: RSS and CPU at a steady state.
+Watch = Callable[[], contextlib.AbstractAsyncContextManager[object]]
+
+
+async def footprint(
+    tree: Path, steady: float, site: str | None = None, watch: Watch | None = None
+) -> dict[str, float]:
+    """`hems-rules run` with 10 consumers: RSS and CPU at a steady state (while `watch()`
+    looks on, when given: bench_views keeps the status page open).
 
     The simulated GX publishes PV every second, wobbling by a watt or two as systemcalc
     does, and its meter shows what the relays draw within 10 ms (a meter that lags more
@@ -351,7 +370,11 @@ async def footprint(tree: Path, steady: float) -> dict[str, float]:
             metering = asyncio.create_task(meter())
             client = BusClient(await connect(bus.address))
             await mode_on(client)
-            async with running(tree, rules_text([d.port for d in devices], 100), bus.address) as p:
+            rules = rules_text([d.port for d in devices], 100, site or bare_site(tree))
+            async with (
+                running(tree, rules, bus.address) as p,
+                contextlib.AsyncExitStack() as watching,
+            ):
                 await arrived(devices, 1, timeout=30)
                 n, switched, quiet_since = 0, 0, time.monotonic()
                 while time.monotonic() - quiet_since < QUIET:
@@ -362,6 +385,8 @@ async def footprint(tree: Path, steady: float) -> dict[str, float]:
                     await asyncio.sleep(1)
                     if len(switch_sets(devices)) != switched:
                         switched, quiet_since = len(switch_sets(devices)), time.monotonic()
+                if watch is not None:
+                    await watching.enter_async_context(watch())
                 cpu0, t0 = cpu_seconds(p.pid), time.monotonic()
                 while time.monotonic() - t0 < steady:
                     n += 1

@@ -20,14 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import Inputs
+from hems_rules.core.model import CycleResult
+from hems_rules.day_state import DayState
 from hems_rules.dbus.client import open_client
 from hems_rules.dbus.settings import SettingsClient
 from hems_rules.errors import RulesError
 from hems_rules.health import Faults
-from hems_rules.loop import EngineLoop, local_now
+from hems_rules.loop import EngineLoop, Publisher, local_now
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.watch import RulesWatcher
 from hems_rules.shelly.relays import Address, direct
@@ -70,6 +73,28 @@ def setup_logging(directory: Path | None, verbose: bool = False) -> None:
         root.addHandler(handler)
 
 
+class View(Publisher, Protocol):
+    """A component that shows the cycles (the history, the status page)."""
+
+    def use_rules(self, rules: RuleSet) -> None: ...
+
+
+@dataclass(frozen=True)
+class SwitchControl:
+    """What the status page may do, through the switch service (as VRM would)."""
+
+    service: SwitchService
+    numbers: DeviceNumbers
+    manual: bool = True  # on/off by hand while Auto is 0, as the GX's switch pane allows
+
+    def set_auto(self, consumer_id: str, value: int) -> bool:
+        number = self.numbers.numbers.get(consumer_id)
+        return number is not None and self.service.set_auto(number, value)
+
+    def switch(self, consumer_id: str, on: bool) -> bool:
+        return self.service.switch_by_hand(consumer_id, on)
+
+
 @dataclass
 class AppOptions:
     rules_dir: Path
@@ -80,6 +105,18 @@ class AppOptions:
     wall: Callable[[], datetime] = local_now
     broker_address: BrokerAddress = broker_as_configured  # the demo maps it to its own
     http_sources: bool = True  # the demo sets HTTP variables itself (its day runs faster)
+    day_state: Path | None = None  # where today's runtime and starts survive a restart
+
+
+@dataclass(frozen=True)
+class RememberedDay:
+    """Hands the day state what the engine remembers after each cycle."""
+
+    controller: Controller
+    day_state: DayState
+
+    def publish(self, result: CycleResult) -> None:
+        self.day_state.update(self.controller.state)
 
 
 class App:
@@ -100,6 +137,8 @@ class App:
         self.watcher: RulesWatcher | None = None
         self.ready = asyncio.Event()
         self.failure: str | None = None
+        self.rules_error = ""  # the hot reload's complaint, "" while the rules load
+        self.page_port: int | None = None  # where the status page listens, once it does
         self._stop = asyncio.Event()
         self._tasks = Tasks("app", self.fail)
 
@@ -164,11 +203,20 @@ class App:
         relays.sync(rules.consumers)
         # Exit callbacks run in reverse: this one after the engine below has stopped.
         stack.push_async_callback(self._release, relays)
+        controller = Controller(rules)
+        publishers: list[Publisher] = [switch, vrm]
+        if options.day_state is not None:
+            # Entered before the engine, so it writes the last state after the engine stops.
+            day_state = await stack.enter_async_context(DayState(options.day_state))
+            controller.state = day_state.restore(controller.state, options.wall().date())
+            publishers.append(RememberedDay(controller, day_state))
+        views = await self._views(stack, switch)
+        publishers.extend(views)
         loop = EngineLoop(
-            Controller(rules),
+            controller,
             inputs,
             relays,
-            [switch, vrm],
+            publishers,
             monotonic=options.monotonic,
             wall=options.wall,
             on_fatal=self.fail,
@@ -177,6 +225,8 @@ class App:
         loop.on_rules(switch.use_rules)
         loop.on_rules(vrm.use_rules)
         loop.on_rules(dbus_variables.use_rules)
+        for view in views:
+            loop.on_rules(view.use_rules)
         sources = await stack.enter_async_context(
             VariableSources(
                 inputs,
@@ -192,11 +242,42 @@ class App:
         self.loop = await stack.enter_async_context(loop)
 
         def rules_error(error: RulesError | None) -> None:
-            switch.show_rules_error("" if error is None else str(error))
+            self.rules_error = "" if error is None else str(error)
+            switch.show_rules_error(self.rules_error)
 
         self.watcher = await stack.enter_async_context(
             RulesWatcher(options.rules_dir, rules, loop.swap_rules, on_error=rules_error)
         )
+
+    async def _views(self, stack: contextlib.AsyncExitStack, switch: SwitchService) -> list[View]:
+        """The history and the status page, when the rules want them (their modules are
+        imported only then: `run` without the page never loads aiohttp's server)."""
+        site, views = self.rules.site, list[View]()
+        history = None
+        if site.history is not None:
+            try:
+                # Venus OS splits the standard library into packages: sqlite3 may be absent.
+                from hems_rules.history.recorder import Recorder  # noqa: PLC0415
+            except ImportError as err:
+                log.error("no history, control goes on: this Python lacks %s", err.name)
+            else:
+                history = await stack.enter_async_context(Recorder(site.history, self.rules))
+                views.append(history)
+        if site.web is not None:
+            from hems_rules.web.server import StatusPage  # noqa: PLC0415
+
+            page = await stack.enter_async_context(
+                StatusPage(
+                    site.web,
+                    self.rules,
+                    history=history,
+                    control=SwitchControl(switch, self.numbers),
+                    rules_error=lambda: self.rules_error,
+                )
+            )
+            self.page_port = page.port
+            views.append(page)
+        return views
 
     async def _release(self, relays: Relays) -> None:
         """On shutdown, controlled consumers that are on are switched off unless `keep`."""

@@ -1,4 +1,4 @@
-"""`hems-rules run | check | simulate | demo`.
+"""`hems-rules run | check | simulate | replay | demo`.
 
 Each command imports what it needs when it runs: `run` on a GX never loads the demo,
 the emulators, the simulator or a web server it does not use (memory and start-up).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,9 @@ from hems_rules.ruleset.durations import parse_duration
 if TYPE_CHECKING:
     from hems_rules.core.model import Decision
     from hems_rules.ruleset.rules import RuleSet, Runtime
+
+
+GX_RULES = Path("/data/hems-rules/rules")
 
 
 def _runtime(runtime: Runtime) -> str:
@@ -55,6 +59,19 @@ def _summary(rules: RuleSet) -> str:
         )
         readings.append(f"SOC {soc}% -> {value}")
     lines.append(f"battery reservation {site.battery_reservation.source!r}: {', '.join(readings)}")
+    web, history = site.web, site.history
+    lines.append(
+        "status page off"
+        if web is None
+        else f"status page on {web.bind}:{web.port}, "
+        + ("control with a password" if web.control else "read-only")
+    )
+    lines.append(
+        "history off"
+        if history is None
+        else f"history in {history.path}, {history.days} days, at most "
+        f"{history.max_bytes / (1 << 20):g} MB"
+    )
     lines.append("consumers, served in this order:")
     ranked = sorted(enumerate(rules.consumers), key=lambda item: (item[1].priority, item[0]))
     for _, c in ranked:
@@ -116,6 +133,48 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if outcome.passed else 1
 
 
+def _replay(args: argparse.Namespace) -> int:
+    import json
+    import sqlite3  # only replay needs SQLite, which a GX's Python may lack
+
+    from hems_rules.history.recording import STEP, day_bounds
+    from hems_rules.history.store import HistoryStore
+    from hems_rules.ruleset.compiler import load_rules
+    from hems_rules.simulate.replay import ReplayError, replay, report
+
+    rules_dir: Path = args.rules or (GX_RULES if GX_RULES.is_dir() else examples())
+    try:
+        rules = load_rules(rules_dir)
+    except HemsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    store = HistoryStore(args.history)
+    try:
+        store.open(create=False)
+        days = store.days()
+        day: date | None = args.day or (days[-1] if days else None)
+        if day is None:
+            print(f"{store.file}: nothing recorded yet", file=sys.stderr)
+            return 1
+        recording = store.read(*day_bounds(day), STEP)
+    except sqlite3.Error as err:
+        print(f"{store.file}: cannot read the history: {err}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    try:
+        comparison = replay(recording, rules)
+    except ReplayError as err:
+        known = ", ".join(str(d) for d in days[-7:]) or "none"
+        print(f"{err} (recorded days: {known})", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(comparison.as_json(), indent=2))
+    else:
+        print(report(comparison, str(rules_dir)))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
     import logging
@@ -126,8 +185,16 @@ def _demo(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        rules = args.rules or examples()
-        return asyncio.run(run_demo(rules, args.speed, args.duration, bus_address=args.bus))
+        demo = run_demo(
+            args.rules or examples(),
+            args.speed,
+            args.duration,
+            bus_address=args.bus,
+            meter_lag=args.meter_lag,
+            history=None if args.no_history else args.history,
+            port=None if args.no_page else args.port,
+        )
+        return asyncio.run(demo)
     except KeyboardInterrupt:
         return 0
     except HemsError as err:
@@ -146,7 +213,12 @@ def _run(args: argparse.Namespace) -> int:
     from hems_rules.app import AppOptions, run_app, setup_logging
 
     setup_logging(args.log_dir, args.verbose)
-    options = AppOptions(rules_dir=args.rules, bus_address=args.bus, poll_interval=args.poll)
+    options = AppOptions(
+        rules_dir=args.rules,
+        bus_address=args.bus,
+        poll_interval=args.poll,
+        day_state=args.day_state,
+    )
     return asyncio.run(run_app(options))
 
 
@@ -159,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bus", help="D-Bus address (default: the system bus)")
     run.add_argument("--log-dir", type=Path, default=Path("/data/log/hems-rules"))
     run.add_argument("--poll", type=parse_duration, default=5.0, help="Shelly status polling")
+    run.add_argument(
+        "--day-state",
+        type=Path,
+        default=Path("/data/hems-rules/day-state.json"),
+        help="where today's runtime and starts are kept across restarts",
+    )
     run.add_argument("--verbose", action="store_true", help="debug output on stderr")
     run.set_defaults(handler=_run)
 
@@ -171,11 +249,34 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rules", type=Path, help="rules directory instead of inline rules")
     simulate.set_defaults(handler=_simulate)
 
+    replay_ = commands.add_parser(
+        "replay", help="a recorded day again with other rules, beside what happened"
+    )
+    replay_.add_argument("history", type=Path, help="the history directory (or its history.db)")
+    replay_.add_argument("--day", type=date.fromisoformat, help="YYYY-MM-DD (default: the last)")
+    replay_.add_argument(
+        "--rules", type=Path, help=f"the what-if rules (default: {GX_RULES}, else the examples)"
+    )
+    replay_.add_argument("--json", action="store_true", help="the figures as JSON")
+    replay_.set_defaults(handler=_replay)
+
     demo = commands.add_parser("demo", help="the appliance on an accelerated solar day")
     demo.add_argument("--rules", type=Path, help="rules directory (default: the examples)")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     demo.add_argument("--bus", help="D-Bus address (default: a private dbus-daemon)")
     demo.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 60s)")
+    demo.add_argument(
+        "--meter-lag",
+        type=parse_duration,
+        default=1.5,
+        help="how late the simulated GX's meter shows a switched relay (simulated time)",
+    )
+    demo.add_argument(
+        "--history", type=Path, default=Path("demo-history"), help="where the demo records its day"
+    )
+    demo.add_argument("--port", type=int, default=8089, help="the status page (0: any free port)")
+    demo.add_argument("--no-history", action="store_true", help="record nothing")
+    demo.add_argument("--no-page", action="store_true", help="serve no status page")
     demo.set_defaults(handler=_demo)
     return parser
 

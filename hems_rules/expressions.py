@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import difflib
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,7 +169,11 @@ def compile_expression(source: str | float, names: frozenset[str] | set[str]) ->
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters")
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():
+            # "1if SOC else 2" parses with a SyntaxWarning printed on stderr; here it is
+            # an error with its column, like any other the user must fix.
+            warnings.simplefilter("error", SyntaxWarning)
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as err:
         raise ExpressionError(f"syntax error at column {err.offset or 0}: {err.msg}") from None
     except (ValueError, RecursionError, MemoryError) as err:

@@ -73,6 +73,8 @@ site:
   battery_reservation: "{reservation}"
   continuous_inverter_power: {cip:g}
   mqtt: {{host: 127.0.0.1, port: {mqtt}}}
+  history: {{path: "{history}"}}
+  web: {{port: 0, bind: 127.0.0.1}}
 variables:
   tank_temp: {{mqtt: {{topic: soak/tank, json: value, stale_after: 30s}}}}
 consumers:
@@ -201,7 +203,12 @@ class Soak:
     def rules_text(self, reservation: str) -> str:
         ports = {f"p{i}": self.devices[i].port for i in range(4)}
         return RULES.format(
-            reservation=reservation, cip=CIP, mqtt=self.broker.port, pw=PASSWORD, **ports
+            reservation=reservation,
+            cip=CIP,
+            mqtt=self.broker.port,
+            pw=PASSWORD,
+            history=self.directory / "history",  # the history and the page soak along
+            **ports,
         )
 
     async def _run(self, address: str) -> int:
@@ -236,6 +243,7 @@ class Soak:
                 *_limit_command(),
                 sys.executable, "-m", "hems_rules.cli", "run", "--rules", str(self.rules_dir),
                 "--bus", address, "--poll", "0.5", "--log-dir", str(self.directory / "logs"),
+                "--day-state", str(self.directory / "day-state.json"),
                 stdout=log, stderr=log,
             )  # fmt: skip
             try:

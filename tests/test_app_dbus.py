@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from dbus_fast import Message, Variant
 from dbus_fast.errors import DBusError
@@ -20,6 +22,7 @@ from hems_rules.dbus.service import DbusError
 from hems_rules.dbus.settings import Setting, SettingsClient
 from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.demo.shelly_emulator import EmulatedShelly
+from hems_rules.history.store import HistoryStore
 from hems_rules.ruleset import load_rules
 from hems_rules.ruleset.rules import ShellyEndpoint
 from tests.bus import DbusDaemon, all_match_rules
@@ -29,7 +32,8 @@ SWITCH = "com.victronenergy.switch.hems"
 SETTINGS = "com.victronenergy.settings"
 
 RULES = """\
-site: {{phases: 1, battery_reservation: "1000", loop_interval: 0.3s}}
+site: {{phases: 1, battery_reservation: "1000", loop_interval: 0.3s,
+       web: {{enabled: false}}, history: {{enabled: false}}}}
 consumers:
   - {{id: pump, shelly: {{host: pump.invalid, port: {pump}}}, power: 300, priority: 5,
      class: primary}}
@@ -101,6 +105,7 @@ async def rig(dbus_daemon: DbusDaemon, tmp_path: Path) -> AsyncIterator[Rig]:
             bus_address=dbus_daemon.address,
             shelly_address=loopback,
             poll_interval=0.2,
+            day_state=tmp_path / "day-state.json",
         )
         app = App(options, load_rules(tmp_path))
         stop = asyncio.Event()
@@ -266,6 +271,23 @@ async def test_auto_values_survive_a_restart(rig: Rig) -> None:
         assert await rig.value(SWITCH, path) == 0
 
 
+async def test_todays_runtime_survives_a_restart(rig: Rig) -> None:
+    await rig.client.set_value(SETTINGS, "/Settings/HEMS/Mode", Variant("i", 1))
+
+    def runtime(app: App) -> float:
+        plan = app.loop.controller.plan if app.loop else None
+        return plan.decision("heater").runtime if plan else 0.0
+
+    await wait_until(lambda: runtime(rig.app) >= 1.0, what="a second of runtime")
+    rig.stop.set()
+    await asyncio.wait_for(rig.task, 10)
+    ran = runtime(rig.app)
+    async with restarted(rig) as again:
+        await wait_until(lambda: runtime(again) > 0, what="a first cycle after the restart")
+        # Kept to a tenth of a second.
+        assert runtime(again) >= ran - 0.1, "today's runtime goes on from where it was"
+
+
 @asynccontextmanager
 async def restarted(rig: Rig) -> AsyncIterator[App]:
     """The appliance started again on the rig's bus and settings (after its own stopped)."""
@@ -311,6 +333,7 @@ async def test_run_with_broken_rules_runs_nothing_and_says_why(tmp_path: Path) -
     (tmp_path / "rules.yaml").write_text("consumers:\n  - {id: x, power: 1}\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hems_rules.cli", "run", "--rules", str(tmp_path),
+        "--day-state", str(tmp_path / "day-state.json"),
         "--bus", "unix:path=/nonexistent", "--log-dir", str(tmp_path / "log"),
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -347,12 +370,16 @@ async def test_hems_rules_run_stops_on_sigterm_and_releases(
         EmulatedShelly() as device,
     ):
         system.update(SUNNY)
+        history = tmp_path / "history"
         (tmp_path / "rules.yaml").write_text(
-            "site: {phases: 1, battery_reservation: 0}\nconsumers:\n"
+            "site: {phases: 1, battery_reservation: 0,\n"
+            f"  history: {{path: '{history}'}}, web: {{port: 0, bind: 127.0.0.1}}}}\n"
+            "consumers:\n"
             f"  - {{id: h, shelly: {{host: 127.0.0.1, port: {device.port}}}, power: 1000}}\n"
         )
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hems_rules.cli", "run", "--rules", str(tmp_path),
+            "--day-state", str(tmp_path / "day-state.json"),
             "--bus", dbus_daemon.address, "--log-dir", str(tmp_path / "log"), "--poll", "0.2s",
             stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
@@ -361,17 +388,33 @@ async def test_hems_rules_run_stops_on_sigterm_and_releases(
         try:
             await wait_until(lambda: "/Settings/HEMS/Mode" in settings.items, timeout=20)
             settings.set("/Settings/HEMS/Mode", 1)
-            log = tmp_path / "log" / "info.log"
+            info = tmp_path / "log" / "info.log"
             await wait_until(
                 lambda: device.switches[0].output,
                 timeout=10,
-                what=lambda: f"relay on; the log says:\n{log.read_text() if log.exists() else ''}",
+                what=lambda: (
+                    f"relay on; the log says:\n{info.read_text() if info.exists() else ''}"
+                ),
             )
+            log = info.read_text()
+            page = re.search(r"status page on (http://127.0.0.1:\d+/)", log)
+            assert page, log
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(page[1] + "api/state") as response,
+            ):
+                state = await response.json()
+            assert [c["id"] for c in state["consumers"]] == ["h"]
             process.terminate()
             assert await asyncio.wait_for(process.wait(), 15) == 0
             assert not device.switches[0].output, "released on SIGTERM"
             assert not await client.owner(SWITCH)
             assert "releasing h" in (tmp_path / "log" / "info.log").read_text()
+            # The last batch was written on the way out.
+            store = HistoryStore(history)
+            store.open(create=False)
+            assert len(store.days()) == 1
+            store.close()
         finally:
             if process.returncode is None:
                 process.kill()
@@ -387,6 +430,7 @@ async def test_sigterm_while_waiting_for_localsettings_ends_run(
     log = tmp_path / "log" / "info.log"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hems_rules.cli", "run", "--rules", str(tmp_path),
+        "--day-state", str(tmp_path / "day-state.json"),
         "--bus", dbus_daemon.address, "--log-dir", str(tmp_path / "log"),
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

@@ -99,20 +99,31 @@ def test_simulate_with_a_rules_directory(tmp_path: Path) -> None:
     assert main(["simulate", str(scenario), "--rules", str(REPO / "rules")]) == 0
 
 
-def test_the_demo_runs_from_any_directory_and_ends_cleanly(tmp_path: Path) -> None:
-    """Defect 12: the package carries its example rules."""
-    done = subprocess.run(
-        [sys.executable, "-m", "hems_rules.cli", "demo", "--duration", "4s", "--speed", "120"],
+def hems_rules(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "hems_rules.cli", *args],
         capture_output=True,
         text=True,
         check=False,
-        cwd=tmp_path,
+        cwd=cwd,
         timeout=60,
     )
+
+
+def test_the_demo_runs_from_any_directory_and_its_day_replays(tmp_path: Path) -> None:
+    """Defect 12: the package carries its example rules; the demo records its day."""
+    done = hems_rules(tmp_path, "demo", "--duration", "4s", "--speed", "120", "--port", "0")
     assert done.returncode == 0, done.stderr
     assert "Pool filter" in done.stdout and "battery reservation" in done.stdout
     *_, heater_l3 = (line for line in done.stdout.splitlines() if "Heater L3" in line)
     assert "D-Bus" in heater_l3 and "unavailable" not in heater_l3, "the dbus: relay works"
+    assert "status page: http://127.0.0.1:" in done.stdout
     if mosquitto() is not None:  # #15 15c: through the real MQTT source, as `run` does
         assert re.search(r"tank_temp \d+(\.\d+)? \(via MQTT\)", done.stdout), done.stdout
     assert "demo ended after" in done.stdout
+    # What a newcomer does next: ask what the day would have been with other rules.
+    replayed = hems_rules(tmp_path, "replay", "demo-history")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replay of 2026-06-21, 09:30" in replayed.stdout
+    assert "Pool filter" in replayed.stdout

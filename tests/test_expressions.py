@@ -94,3 +94,11 @@ def test_repeated_evaluation_keeps_no_history() -> None:
         expression.evaluate({"SOC": soc})
     assert expression.evaluate({"SOC": 60.0}).value == 10.0
     assert len(expression._interpreter.code_text) == 0
+
+
+def test_what_python_only_warns_about_is_an_error_not_stderr_noise(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(ExpressionError, match="invalid decimal literal"):
+        compile_expression("5000if SOC < 50 else 0", {"SOC"})
+    assert capsys.readouterr().err == ""

@@ -81,7 +81,8 @@ bodies = st.one_of(
 )
 
 RULES = """\
-site: {{phases: 1, battery_reservation: "1000", loop_interval: 0.3s}}
+site: {{phases: 1, battery_reservation: "1000", loop_interval: 0.3s,
+       web: {{enabled: false}}, history: {{enabled: false}}}}
 consumers:
   - {{id: heater, shelly: {{host: heater.invalid, port: {port}}}, power: 1000, vrm: true}}
 """

@@ -120,6 +120,11 @@ def test_duplicate_ids_and_sites_name_both_places(tmp_path: Path) -> None:
         (("phases: 3", "phases: 1"), "consumers[1].phase: 3P needs a 3-phase site"),
         (("shelly: {host: 127.0.0.1, switch: 0}", "shelly: {}"), "'host' is a required property"),
         (("stale_after: 5m", "stale_after: soon"), '"soon" is not a duration'),
+        (
+            ("continuous_inverter_power: 4000", "web: {control: true}"),
+            "rules.yaml:4:18: site.web.control: control needs a password",
+        ),
+        (("continuous_inverter_power: 4000", "history: {days: 0}"), "site.history.days: 0 is less"),
     ],
 )
 def test_refusals_point_at_the_problem(
@@ -128,6 +133,25 @@ def test_refusals_point_at_the_problem(
     write(tmp_path, "rules.yaml", GOOD.replace(*change))
     errors = errors_of(tmp_path)
     assert any(fragment in e for e in errors), errors
+
+
+def test_the_page_and_the_history_are_on_by_default_and_can_be_turned_off(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "rules.yaml", GOOD)
+    site = load_rules(tmp_path).site
+    assert site.web is not None and site.web.port == 8089 and not site.web.control
+    assert site.history is not None and site.history.days == 31
+    assert site.history.max_bytes == 64 << 20
+    off = "web: {enabled: false}\n  history: {enabled: false}"
+    write(tmp_path, "rules.yaml", GOOD.replace("continuous_inverter_power: 4000", off))
+    site = load_rules(tmp_path).site
+    assert site.web is None and site.history is None
+    on = "web: {control: true, password: correct-horse, port: 0}"
+    write(tmp_path, "rules.yaml", GOOD.replace("continuous_inverter_power: 4000", on))
+    web = load_rules(tmp_path).site.web
+    assert web is not None and web.control and web.password == "correct-horse" and web.port == 0
+    assert "correct-horse" not in repr(web)
 
 
 def test_an_empty_directory_is_an_error_not_an_empty_house(tmp_path: Path) -> None:

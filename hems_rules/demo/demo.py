@@ -22,8 +22,8 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -40,10 +40,21 @@ from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.demo.switch_emulator import EmulatedSwitchService, Output
 from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet, load_rules
-from hems_rules.ruleset.rules import PHASES, Consumer, MqttBroker, MqttSource, ShellyEndpoint
+from hems_rules.ruleset.rules import (
+    PHASES,
+    Consumer,
+    HistoryConfig,
+    MqttBroker,
+    MqttSource,
+    PageConfig,
+    ShellyEndpoint,
+)
 from hems_rules.simulate.day import Cloud, SolarDay
+from hems_rules.simulate.meter import LaggingMeter
 
 log = logging.getLogger(__name__)
+
+METER_LAG = 1.5  # s: a GX's consumption shows a switched load 1-3 s late
 
 
 @dataclass
@@ -90,7 +101,9 @@ class DemoWorld:
     """The GX's measurements as the solar day makes them, metered with the relays' draw.
 
     Readings go to the simulated com.victronenergy.system on the bus, as systemcalc
-    would publish them; the tank and rod temperatures go straight to the inputs.
+    would publish them, and like a GX's its consumption shows a switched relay
+    `meter_lag` (simulated) seconds late; the tank and rod temperatures go straight to
+    the inputs.
     """
 
     def __init__(
@@ -99,13 +112,19 @@ class DemoWorld:
         system: SimulatedSystem,
         inputs: Inputs,
         relays: Relays,
+        *,
+        now: Callable[[], float],
         mqtt: aiomqtt.Client | None = None,
+        meter_lag: float = METER_LAG,
     ) -> None:
         self.rules = rules
         self.system = system
         self.inputs = inputs
         self.relays = relays
         self.base: dict[str, SystemValue] = {}
+        self._now = now
+        self._meter = LaggingMeter(meter_lag)
+        self._metered: dict[str, Value] = {}
         self._mqtt = mqtt
         self._published: dict[str, tuple[MqttSource, float | None]] = {}
 
@@ -114,12 +133,26 @@ class DemoWorld:
 
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.base.update(values or {})
-        metered: dict[str, Value] = {k: v for k, v in self.base.items()}
+        self.meter()
+
+    def meter(self) -> None:
+        """Publish what the GX's meter shows now: the house plus each relay's draw, late."""
+        t = self._now()
+        metered: dict[str, Value] = dict(self.base)
         for consumer in self.rules.consumers:
-            for phase, watts in consumer.shares(self.drawn(consumer.id)):
+            self._meter.record(consumer.id, self.drawn(consumer.id), t)
+            for phase, watts in consumer.shares(self._meter.shown(consumer.id, t)):
                 key = f"/Ac/Consumption/{phase}/Power"
                 metered[key] = float(metered.get(key) or 0.0) + watts
-        self.system.update(metered)
+        if metered != self._metered:
+            self._metered = metered
+            self.system.update(metered)
+
+    async def follow_relays(self) -> None:
+        """Meter the relays between the day's updates, so the lag is what it says."""
+        while True:
+            self.meter()
+            await asyncio.sleep(0.01)
 
     def set_variable(self, name: str, value: float | None, t: float) -> None:
         variable = self.rules.variables.get(name)
@@ -210,15 +243,48 @@ def render(loop: EngineLoop, world: DemoWorld, day: SolarDay, clock: VirtualCloc
     return "\n".join(lines)
 
 
+DEMO_HISTORY = Path("demo-history")
+DEMO_PORT = 8089
+
+
+def demo_site(rules: RuleSet, history: Path | None, port: int | None) -> RuleSet:
+    """The rules with the demo's own history and a page on loopback (or without them)."""
+    site = rules.site
+    return replace(
+        rules,
+        site=replace(
+            site,
+            history=None
+            if history is None
+            else replace(site.history or HistoryConfig(), path=str(history)),
+            web=None
+            if port is None
+            else replace(site.web or PageConfig(), port=port, bind="127.0.0.1"),
+        ),
+    )
+
+
+def fresh(history: Path) -> None:
+    """Every demo day starts at 09:30 of the same date: it starts a new history too."""
+    for name in ("history.db", "history.db-wal", "history.db-shm"):
+        (history / name).unlink(missing_ok=True)
+
+
 async def run_demo(
     rules_dir: Path,
     speed: float = 60.0,
     duration: float | None = None,
+    *,
     out: TextIO = sys.stdout,
     bus_address: str | None = None,
+    meter_lag: float = METER_LAG,
+    history: Path | None = DEMO_HISTORY,
+    port: int | None = DEMO_PORT,
 ) -> int:
     """Run until `duration` (real seconds) has passed, or forever."""
-    rules = load_rules(rules_dir)
+    rules = demo_site(load_rules(rules_dir), history, port)
+    if history is not None:
+        fresh(history)
     with contextlib.ExitStack() as private:
         if bus_address is None:
             bus_address = private.enter_context(PrivateBus()).address
@@ -236,6 +302,7 @@ async def run_demo(
             speed=speed,
             duration=duration,
             out=out,
+            meter_lag=meter_lag,
         )
 
 
@@ -248,6 +315,7 @@ async def _run(
     speed: float,
     duration: float | None,
     out: TextIO,
+    meter_lag: float,
 ) -> int:
     clock = VirtualClock(speed, datetime(2026, 6, 21, 9, 30).astimezone())
     day = SolarDay(start_h=9.5, ac_pv_peak=8000, dc_pv_peak=5000, soc=50.0, tank_temp=67.0)
@@ -284,13 +352,22 @@ async def _run(
         if broker is not None:
             mqtt = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", broker.port))
         app = App(options, rules)
-        world = DemoWorld(rules, system, app.inputs, relays, mqtt)
+        world = DemoWorld(
+            rules, system, app.inputs, relays, now=clock.seconds, mqtt=mqtt, meter_lag=meter_lag
+        )
         day.apply(0.0, world)
         stop = asyncio.Event()
         running = asyncio.create_task(app.run(stop), name="hems-rules")
+        metering = asyncio.create_task(world.follow_relays(), name="demo-meter")
+        stack.callback(metering.cancel)
         await asyncio.wait_for(app.ready.wait(), 30)
         assert app.loop is not None
         settings.set("/Settings/HEMS/Mode", 1)  # as `dbus -y ... SetValue 1` would
+        if app.page_port is not None:
+            out.write(f"status page: http://127.0.0.1:{app.page_port}/\n")
+        if rules.site.history is not None:
+            out.write(f"history: {rules.site.history.path} (hems-rules replay reads it)\n")
+        out.flush()
         started, shown = time.monotonic(), 0.0
         tty = out.isatty()
         try:

@@ -25,9 +25,11 @@ from hems_rules.ruleset.rules import (
     Consumer,
     DbusRelay,
     DbusSource,
+    HistoryConfig,
     HttpSource,
     MqttBroker,
     MqttSource,
+    PageConfig,
     RuleSet,
     Runtime,
     ShellyEndpoint,
@@ -129,6 +131,11 @@ class _Compiler:
         if reservation is not None:
             self.reservation_computes(located, reservation)
         mqtt = raw.get("mqtt")
+        web, history = raw["web"], raw["history"]
+        if web["enabled"] and web["control"] and "password" not in web:
+            self.problems.append(
+                located.problem(("site", "web", "control"), "control needs a password")
+            )
         portal = ((mqtt or {}).get("auto_writes") or {}).get("portal", "+")
         if portal != "+" and any(c in portal for c in "/+#"):
             path = ("site", "mqtt", "auto_writes", "portal")
@@ -152,6 +159,21 @@ class _Compiler:
                 else None,
             )
             if mqtt
+            else None,
+            web=PageConfig(
+                port=web["port"],
+                bind=web["bind"],
+                control=web["control"],
+                password=web.get("password"),
+            )
+            if web["enabled"]
+            else None,
+            history=HistoryConfig(
+                path=history["path"],
+                days=history["days"],
+                max_bytes=int(history["max_mb"] * (1 << 20)),
+            )
+            if history["enabled"]
             else None,
         )
 

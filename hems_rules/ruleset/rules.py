@@ -177,6 +177,25 @@ class MqttBroker:
 
 
 @dataclass(frozen=True)
+class PageConfig:
+    """The status page (site.web); `control` lets a password holder set Auto and on/off."""
+
+    port: int = 8089
+    bind: str = "0.0.0.0"
+    control: bool = False
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """Where the history lives (site.history) and how much of it is kept."""
+
+    path: str = "/data/hems-rules/history"
+    days: int = 31
+    max_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
 class Site:
     battery_reservation: Expression
     phases: int = 3
@@ -185,6 +204,8 @@ class Site:
     dc_efficiency: float = 0.925
     mqtt: MqttBroker | None = None
     settle: float = 5.0  # longest wait for the meters to show a switch (DESIGN §5.10)
+    web: PageConfig | None = PageConfig()  # None: no page
+    history: HistoryConfig | None = HistoryConfig()  # None: nothing recorded
 
     def __post_init__(self) -> None:
         if self.phases not in (1, 2, 3):

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import SystemValue
+from hems_rules.core.model import CycleResult, Settings
 from hems_rules.ruleset.rules import PHASES, RuleSet
+from hems_rules.simulate.plant import Plant
 
 _HOUR = 3600.0
 _KEYS = tuple((p, f"/Ac/PvOnGrid/{p}/Power", f"/Ac/Consumption/{p}/Power") for p in PHASES)
@@ -141,3 +145,24 @@ class SolarDay:
         world.set_variable("tank_temp", round(self.tank_temp, 2), t)
         rod = self.tank_temp + (15.0 if managed.get("heater_l1") else 0.0)
         world.set_variable("rod_temp", round(rod, 2), t)
+
+
+def cycles(
+    rules: RuleSet, start: datetime, hours: float, every: float = 1.0
+) -> Iterator[CycleResult]:
+    """The solar day on the plant, one cycle every `every` s from `start`, as the live loop
+    publishes them: a recorded day for the history's tests and benchmarks."""
+    world = SolarDay(start_h=start.hour + start.minute / 60, soc=50.0, tank_temp=50.0)
+    plant = Plant(rules, Settings(mode=1))
+    controller = Controller(rules)
+    t = 0.0
+    while t < hours * 3600:
+        world.apply(t, plant)
+        snapshot = plant.snapshot(t)
+        at = start + timedelta(seconds=t)
+        plan, changed = controller.cycle(snapshot, at)
+        for decision in changed:
+            if decision.command is not None:
+                plant.switch(decision.consumer, decision.command, t)
+        yield CycleResult(plan, tuple(changed), snapshot, at, 0.0)
+        t += every

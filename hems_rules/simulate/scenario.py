@@ -319,12 +319,14 @@ class _Cycles:
         outcome: Outcome,
         *,
         on_change: Callable[[float, Decision], None] | None,
+        on_cycle: Callable[[float, Plan, Plant], None] | None,
         skip: bool,
     ) -> None:
         self.plant = plant
         self.controller = controller
         self.outcome = outcome
         self.on_change = on_change
+        self.on_cycle = on_cycle
         self.skip = skip
         # Absolute time: adding a timedelta to a zoned datetime would add wall-clock time.
         self.origin, self.zone = scenario.start.timestamp(), scenario.start.tzinfo
@@ -343,20 +345,24 @@ class _Cycles:
         ):
             self._skipped = (at, snapshot)
             self.outcome.skipped += 1
-            return False
-        return self._run(at, snapshot)
+            plan, switched = last.plan, False
+        else:
+            plan, switched = self._run(at, snapshot)
+        if self.on_cycle is not None:
+            self.on_cycle(at, plan, self.plant)
+        return switched
 
     def catch_up(self) -> None:
         """Run the latest skipped cycle: the plan is read, or the rules change."""
         if self._skipped is not None:
             self._run(*self._skipped)
 
-    def _run(self, at: float, snapshot: Snapshot) -> bool:
+    def _run(self, at: float, snapshot: Snapshot) -> tuple[Plan, bool]:
         self._skipped = None
         controller, outcome = self.controller, self.outcome
         before = controller.state
         now = datetime.fromtimestamp(self.origin + at, self.zone)
-        _, changed = controller.cycle(snapshot, now)
+        plan, changed = controller.cycle(snapshot, now)
         outcome.cycles += 1
         switched = False
         for decision in changed:
@@ -370,26 +376,26 @@ class _Cycles:
             if self.on_change is not None:
                 self.on_change(at, decision)
         if self.skip:
-            self._last = _Ran(controller.rules, snapshot, before, controller.state, now)
-        return switched
+            self._last = _Ran(controller.rules, plan, snapshot, (before, controller.state), now)
+        return plan, switched
 
 
 class _Ran:
     """A cycle that ran, and until when cycles on its rules and snapshot would repeat it:
     worked out only when such a cycle comes (with a driver, the snapshot mostly changes)."""
 
-    __slots__ = ("_until", "after", "before", "now", "rules", "snapshot")
+    __slots__ = ("_until", "after", "before", "now", "plan", "rules", "snapshot")
 
     def __init__(
         self,
         rules: RuleSet,
+        plan: Plan,
         snapshot: Snapshot,
-        before: EngineState,
-        after: EngineState,
+        states: tuple[EngineState, EngineState],
         now: datetime,
     ) -> None:
-        self.rules, self.snapshot, self.now = rules, snapshot, now
-        self.before, self.after = before, after
+        self.rules, self.plan, self.snapshot, self.now = rules, plan, snapshot, now
+        self.before, self.after = states  # the engine's state before the cycle and after
         self._until: float | None = None
 
     def repeats_until(self) -> float:
@@ -409,19 +415,31 @@ def run_scenario(
     on_change: Callable[[float, Decision], None] | None = None,
     driver: Driver | None = None,
     until: float | None = None,
+    on_cycle: Callable[[float, Plan, Plant], None] | None = None,
     *,
     skip_idle: bool = True,
 ) -> Outcome:
     """Run a scenario to its last step or expectation (or `until`).
 
     A `driver` changes the world once per simulated second, before the timeline's steps.
+    `on_cycle` sees every cycle's plan and the plant after its commands (replay's meter).
     The outcome lists the expectations that failed. Cycles that cannot change the plan
-    are skipped unless `skip_idle` is False; what is printed and checked is the same.
+    are skipped unless `skip_idle` is False; what is printed and checked is the same,
+    and `on_cycle` sees a skipped cycle with the plan of the last one run (the same
+    decisions, reservation and surplus; reasons and runtimes as of that cycle).
     """
     plant = Plant(rules=scenario.rules, settings=scenario.settings, meter_lag=scenario.meter_lag)
     controller = Controller(scenario.rules)
     outcome = Outcome()
-    cycles = _Cycles(scenario, plant, controller, outcome, on_change=on_change, skip=skip_idle)
+    cycles = _Cycles(
+        scenario,
+        plant,
+        controller,
+        outcome,
+        on_change=on_change,
+        on_cycle=on_cycle,
+        skip=skip_idle,
+    )
     end = max([s.at for s in scenario.steps] + [e.at for e in scenario.expectations] + [0.0])
     if until is not None:
         end = until

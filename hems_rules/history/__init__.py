@@ -1,0 +1,1 @@
+"""The bounded local history of every cycle: what the status page draws and replay re-runs."""
