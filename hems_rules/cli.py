@@ -7,6 +7,7 @@ the emulators, the simulator or a web server it does not use (memory and start-u
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hems_rules.core.reasons import span
-from hems_rules.errors import HemsError
+from hems_rules.errors import HemsError, printable
 from hems_rules.ruleset.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    """Exit 0 when every expectation holds, 1 when one fails, 2 for a wrong scenario."""
     from hems_rules.simulate.scenario import decision_line, load_scenario, run_scenario
 
     try:
@@ -126,10 +128,19 @@ def _simulate(args: argparse.Namespace) -> int:
     def show(at: float, decision: Decision) -> None:
         print(decision_line(at, decision), flush=False)
 
-    outcome = run_scenario(scenario, show)
-    sys.stdout.flush()
+    try:
+        outcome = run_scenario(scenario, show)
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        print("simulate: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader left (`| head`): stop quietly, as other command-line tools do, and
+        # keep Python from failing again on flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     for failure in outcome.failures:
-        print(f"FAILED {Path(args.scenario).name}: {failure}", file=sys.stderr)
+        print(printable(f"FAILED {Path(args.scenario).name}: {failure}"), file=sys.stderr)
     return 0 if outcome.passed else 1
 
 

@@ -39,8 +39,10 @@ for arch in "$@"; do
     stage="$work/hems-rules"
     mkdir -p "$stage/lib"
     cp -R "$SRC/hems_rules" "$SRC/schema" "$SRC/install" "$stage/"
-    rm -f "$stage/hems_rules/rules.schema.json"
-    cp "$SRC/schema/rules.schema.json" "$stage/hems_rules/rules.schema.json"
+    for schema in rules scenario; do
+        rm -f "$stage/hems_rules/$schema.schema.json"
+        cp "$SRC/schema/$schema.schema.json" "$stage/hems_rules/$schema.schema.json"
+    done
     find "$stage" -name __pycache__ -type d -exec rm -rf {} +
     lib "$stage/lib" --python-version 3.12 --implementation cp --platform "manylinux_2_31_$arch" \
         --platform "manylinux2014_$arch" --platform "manylinux_2_17_$arch"

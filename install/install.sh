@@ -64,8 +64,10 @@ mkdir -p "$ROOT$APP" "$ROOT/data/log/hems-rules"
 # Code and schema are replaced on every install; the user's rules never are.
 rm -rf "$ROOT$APP/hems_rules" "$ROOT$APP/lib" "$ROOT$APP/schema" "$ROOT$APP/examples"
 cp -R "$SRC/hems_rules" "$ROOT$APP/hems_rules"
-rm -f "$ROOT$APP/hems_rules/rules.schema.json"
-cp "$SRC/schema/rules.schema.json" "$ROOT$APP/hems_rules/rules.schema.json"
+for schema in rules scenario; do
+    rm -f "$ROOT$APP/hems_rules/$schema.schema.json"
+    cp "$SRC/schema/$schema.schema.json" "$ROOT$APP/hems_rules/$schema.schema.json"
+done
 find "$ROOT$APP/hems_rules" -name __pycache__ -type d -exec rm -rf {} + 2>/dev/null || true
 [ -d "$SRC/lib" ] && cp -R "$SRC/lib" "$ROOT$APP/lib"
 cp -R "$SRC/hems_rules/examples" "$ROOT$APP/examples"

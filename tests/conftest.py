@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 from hems_rules.ruleset import RuleSet, compile_documents
 from hems_rules.ruleset.yamldoc import parse_yaml
 from tests.bus import DbusDaemon
+
+# `make test` (and so CI) runs the same examples every time: a property that fails must
+# fail for everyone, not on one CI run in ten. HYPOTHESIS_PROFILE=explore searches anew
+# (with the example database), which is how new counterexamples are found and kept.
+settings.register_profile("default", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 async def wait_until(

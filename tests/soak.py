@@ -53,6 +53,7 @@ from hems_rules.ruleset import load_rules
 from hems_rules.ruleset.durations import parse_duration
 from hems_rules.ruleset.rules import PHASES, RuleSet
 from hems_rules.simulate.day import Cloud, SolarDay
+from hems_rules.simulate.meter import LaggingMeter
 
 SWITCH = "com.victronenergy.switch.hems"
 SETTINGS = "com.victronenergy.settings"
@@ -136,7 +137,7 @@ class World:
         self.present = True  # com.victronenergy.system on the bus
         self.base: dict[str, float] = {}
         self.tank: float | None = None
-        self._history: collections.deque[tuple[float, dict[str, float]]] = collections.deque()
+        self._meter = LaggingMeter(LAG)
 
     def drawn(self, consumer_id: str) -> float:
         device = self.shellies[consumer_id]
@@ -154,10 +155,11 @@ class World:
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.base.update({k: float(v) for k, v in (values or {}).items() if v is not None})
         now = time.monotonic()
-        self._history.append((now, self.per_phase()))
-        while len(self._history) > 1 and self._history[1][0] <= now - LAG:
-            self._history.popleft()
-        lagged = self._history[0][1]
+        lagged = dict.fromkeys(PHASES, 0.0)
+        for consumer in self.rules.consumers:
+            self._meter.record(consumer.id, self.drawn(consumer.id), now)
+            for phase, watts in consumer.shares(self._meter.shown(consumer.id, now)):
+                lagged[phase] += watts
         metered = dict(self.base)
         for phase in PHASES:
             metered[f"/Ac/Consumption/{phase}/Power"] = round(

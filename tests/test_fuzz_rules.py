@@ -142,11 +142,14 @@ HOSTILE = st.one_of(
 
 
 @st.composite
-def mutated_rules(draw: st.DrawFn) -> str:
-    values = dict(GOOD)
-    for key in draw(st.lists(st.sampled_from(sorted(GOOD)), min_size=1, max_size=4, unique=True)):
-        values[key] = draw(HOSTILE)
-    return TEMPLATE.format(**values)
+def mutated(
+    draw: st.DrawFn, template: str, good: dict[str, str], hostile: st.SearchStrategy[str]
+) -> str:
+    """`template` filled with `good` values, one to four of them replaced by `hostile` ones."""
+    values = dict(good)
+    for key in draw(st.lists(st.sampled_from(sorted(good)), min_size=1, max_size=4, unique=True)):
+        values[key] = draw(hostile)
+    return template.format(**values)
 
 
 @st.composite
@@ -248,7 +251,7 @@ def test_the_template_itself_loads() -> None:
 
 
 @FUZZ
-@given(mutated_rules())
+@given(mutated(TEMPLATE, GOOD, HOSTILE))
 def test_hostile_values_in_a_rule_file(text: str) -> None:
     load(text)
 

@@ -32,8 +32,9 @@ def test_install_is_idempotent_and_uninstall_keeps_the_rules(tmp_path: Path) -> 
     install(tmp_path)
 
     assert (app / "hems_rules" / "cli.py").is_file()
-    assert (app / "hems_rules" / "rules.schema.json").is_file()
-    assert not (app / "hems_rules" / "rules.schema.json").is_symlink()
+    for schema in ("rules.schema.json", "scenario.schema.json"):
+        assert (app / "hems_rules" / schema).is_file()
+        assert not (app / "hems_rules" / schema).is_symlink()
     assert (app / "rules" / "site.yaml").read_text() == "site: {phases: 1}\n"
     run = (app / "service" / "run").read_text()
     assert "exec softlimit" in run and "hems_rules.cli run --rules /data/hems-rules/rules" in run

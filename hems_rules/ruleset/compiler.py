@@ -54,8 +54,8 @@ def rule_files(directory: Path) -> list[Path]:
     )
 
 
-def read_rule_file(path: Path) -> str:
-    """The text of one rule file; RulesError saying what it is if it is not one.
+def read_rule_file(path: Path, what: str = "rule file") -> str:
+    """The text of one rule file (or scenario); RulesError saying what it is if it is not one.
 
     Opened without blocking, so a FIFO named like a rule file cannot hang a load.
     """
@@ -76,7 +76,7 @@ def read_rule_file(path: Path) -> str:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise refuse("a directory, not a rule file" if stat.S_ISDIR(mode) else "not a regular file")
+        raise refuse(f"a directory, not a {what}" if stat.S_ISDIR(mode) else "not a regular file")
     with os.fdopen(fd, "rb") as file:
         data = file.read(MAX_CHARS * 4 + 1)  # UTF-8: at most 4 bytes a character
     try:

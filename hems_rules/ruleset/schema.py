@@ -1,4 +1,5 @@
-"""The JSON Schema of rule files: the one source of truth for what is allowed and the defaults."""
+"""The JSON Schemas of rule files and scenarios: the one source of truth for what is
+allowed, and for rules the defaults."""
 
 from __future__ import annotations
 
@@ -16,28 +17,36 @@ from hems_rules.errors import Problem
 from hems_rules.ruleset.durations import format_duration, parse_duration
 from hems_rules.ruleset.yamldoc import YamlDocument
 
+RULES = "rules.schema.json"
+SCENARIO = "scenario.schema.json"
+
 
 @cache
-def schema() -> dict[str, Any]:
-    text = resources.files("hems_rules").joinpath("rules.schema.json").read_text("utf-8")
+def schema(name: str = RULES) -> dict[str, Any]:
+    text = resources.files("hems_rules").joinpath(name).read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
 
-def _inline(node: Any) -> Any:
-    """The schema with every local $ref replaced by its definition.
+def _inline(node: Any, name: str) -> Any:
+    """The schema `name` with every $ref replaced by its definition.
 
     Same meaning, but jsonschema no longer resolves references per instance, which made
-    up most of the compile time (the schema has no recursive definitions). Keywords
+    up most of the compile time (the schemas have no recursive definitions). Keywords
     beside a $ref narrow what it refers to (a use's x-seconds replaces the duration's).
+    A reference into another schema names its file, relative to $id as JSON Schema has
+    it: "rules.schema.json#/$defs/duration".
     """
     if isinstance(node, dict):
         if "$ref" in node:
-            target = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
-            return {**_inline(target), **_inline({k: v for k, v in node.items() if k != "$ref"})}
-        return {k: _inline(v) for k, v in node.items() if k != "$defs"}
+            file, _, pointer = node["$ref"].partition("#")
+            target = file or name
+            definition = schema(target)["$defs"][pointer.rsplit("/", 1)[-1]]
+            narrowed = {k: v for k, v in node.items() if k != "$ref"}
+            return {**_inline(definition, target), **_inline(narrowed, name)}
+        return {k: _inline(v, name) for k, v in node.items() if k != "$defs"}
     if isinstance(node, list):
-        return [_inline(v) for v in node]
+        return [_inline(v, name) for v in node]
     return node
 
 
@@ -62,8 +71,8 @@ _Validator = validators.extend(  # type: ignore[no-untyped-call]
 
 
 @cache
-def _validator() -> Any:
-    return _Validator(_inline(schema()))
+def _validator(name: str) -> Any:
+    return _Validator(_inline(schema(name), name))
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -127,9 +136,10 @@ def _problems(doc: YamlDocument, err: ValidationError) -> list[Problem]:
     return [doc.problem(path, message)]
 
 
-def validate(doc: YamlDocument) -> list[Problem]:
-    """Every schema problem of one document, located."""
+def validate(doc: YamlDocument, name: str = RULES) -> list[Problem]:
+    """Every problem of one document against the schema `name`, located."""
     problems: list[Problem] = []
-    for err in sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path))):
+    errors = _validator(name).iter_errors(doc.data)
+    for err in sorted(errors, key=lambda e: list(map(str, e.path))):
         problems.extend(_problems(doc, err))
     return problems

@@ -49,10 +49,9 @@ class YamlDocument:
     data: Any
     root: yaml.Node | None
 
-    def locate(self, path: tuple[PathPart, ...], key: bool = False) -> tuple[int, int]:
-        """1-based line and column of the value at `path` (or of its key)."""
+    def _node(self, path: tuple[PathPart, ...], key: bool = False) -> yaml.Node | None:
+        """The node at `path` (or its key), else the deepest node on the way to it."""
         node = self.root
-        mark = node.start_mark if node is not None else None
         for index, part in enumerate(path):
             if isinstance(node, yaml.MappingNode):
                 for knode, vnode in node.value:
@@ -68,18 +67,21 @@ class YamlDocument:
                 node = node.value[part]
             else:
                 break
-            mark = node.start_mark
-        if mark is None:
-            return 1, 1
-        return mark.line + 1, mark.column + 1
+        return node
 
-    def part(self, key: str) -> YamlDocument:
-        """The document under a top-level key, still located in the same file."""
-        node = self.root
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), node)
-        data = self.data.get(key) if isinstance(self.data, dict) else None
-        return YamlDocument(self.file, data, node)
+    def locate(self, path: tuple[PathPart, ...], key: bool = False) -> tuple[int, int]:
+        """1-based line and column of the value at `path` (or of its key)."""
+        node = self._node(path, key)
+        if node is None:
+            return 1, 1
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def part(self, path: tuple[PathPart, ...]) -> YamlDocument:
+        """The document at `path` (valid data), still located in the same file."""
+        data = self.data
+        for part in path:
+            data = data[part]
+        return YamlDocument(self.file, data, self._node(path))
 
     def problem(self, path: tuple[PathPart, ...], message: str, key: bool = False) -> Problem:
         line, column = self.locate(path, key=key)

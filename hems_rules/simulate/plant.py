@@ -10,7 +10,7 @@ the live loop uses.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,21 @@ from hems_rules.simulate.meter import LaggingMeter
 
 SETTINGS = "com.victronenergy.settings"
 HUB4_MODE = "/Settings/CGwacs/Hub4Mode"
+BATTERY = "com.victronenergy.battery."
+MAX_CURRENT, MAX_VOLTAGE = "/Info/MaxChargeCurrent", "/Info/MaxChargeVoltage"
+
+
+def dbus_reads(service: str, path: str, rules: Iterable[RuleSet]) -> bool:
+    """Whether the plant reads this value of another service, under any of `rules`."""
+    if (service.startswith(BATTERY) and path in (MAX_CURRENT, MAX_VOLTAGE)) or (
+        service == SETTINGS and path == HUB4_MODE
+    ):
+        return True
+    return any(
+        isinstance(v.source, DbusSource) and (v.source.service, v.source.path) == (service, path)
+        for ruleset in rules
+        for v in ruleset.variables.values()
+    )
 
 
 @dataclass
@@ -141,9 +156,7 @@ class Plant:
             ):
                 self.set_variable(name, number(values[source.path]), t)
         bms = self._bms()
-        self.inputs.set_battery_limits(
-            number(bms.get("/Info/MaxChargeCurrent")), number(bms.get("/Info/MaxChargeVoltage"))
-        )
+        self.inputs.set_battery_limits(number(bms.get(MAX_CURRENT)), number(bms.get(MAX_VOLTAGE)))
         hub4 = number(self.dbus.get(SETTINGS, {}).get(HUB4_MODE))
         self.inputs.set_hub4_mode(None if hub4 is None else int(hub4))
 
@@ -152,7 +165,7 @@ class Plant:
         active = self.inputs.system.get("/ActiveBmsService")
         if isinstance(active, str):
             return self.dbus.get(active, {})
-        batteries = [s for s in self.dbus if s.startswith("com.victronenergy.battery.")]
+        batteries = [s for s in self.dbus if s.startswith(BATTERY)]
         return self.dbus[batteries[0]] if len(batteries) == 1 else {}
 
     def snapshot(self, t: float) -> Snapshot:
