@@ -20,6 +20,7 @@ is harmless, a skipped cycle that would have changed the plan is a bug.
 from __future__ import annotations
 
 from datetime import datetime
+from operator import itemgetter
 
 from hems_rules.core.daily import DAY_MINUTES, Day
 from hems_rules.core.model import ConsumerState, EngineState
@@ -79,9 +80,16 @@ def _deadlines(consumer: Consumer, state: ConsumerState, rules: RuleSet, day: Da
     return deadlines
 
 
-def _course(state: ConsumerState) -> ConsumerState:
-    """A consumer's state without what the clock alone moves: the runtime counted."""
-    return state._replace(runtime=0.0, counted_at=None if state.counted_at is None else 0.0)
+# A consumer's state but what the clock alone moves while its relay is on: the runtime
+# counted, and when it was counted last.
+_COURSE = itemgetter(
+    *(i for i, name in enumerate(ConsumerState._fields) if name not in ("runtime", "counted_at"))
+)
+
+
+def _same_course(state: ConsumerState, other: ConsumerState) -> bool:
+    counting = state.counted_at is not None
+    return counting == (other.counted_at is not None) and _COURSE(state) == _COURSE(other)
 
 
 def idle(before: EngineState, after: EngineState) -> bool:
@@ -90,5 +98,5 @@ def idle(before: EngineState, after: EngineState) -> bool:
         return False
     old = before.consumers
     return all(
-        state is old[i] or _course(state) == _course(old[i]) for i, state in after.consumers.items()
+        state is old[i] or _same_course(state, old[i]) for i, state in after.consumers.items()
     )

@@ -75,12 +75,18 @@ class Plant:
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
     _holds_until: float = field(default=-math.inf, init=False, repr=False)
     _variable_times: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _stale_after: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     _relays_changed: bool = field(default=True, init=False, repr=False)
+    # What the meter adds to each consumption path, consumer by consumer, until it
+    # shows a change at `_meter_until`.
+    _metered: list[tuple[str, float]] = field(default_factory=list, init=False, repr=False)
+    _meter_until: float = field(default=-math.inf, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.inputs = Inputs(self.rules, self.settings)
         self.inputs.system_present = True
         self.meter = LaggingMeter(self.meter_lag)
+        self.use_rules(self.rules)
 
     def _changed(self, relays: bool = False) -> None:
         self._holds_until = -math.inf
@@ -89,6 +95,11 @@ class Plant:
     def use_rules(self, rules: RuleSet) -> None:
         self.rules = rules
         self.inputs.rules = rules
+        self._stale_after = {
+            name: variable.source.stale_after
+            for name, variable in rules.variables.items()
+            if variable.source.stale_after is not None
+        }
         self._changed(relays=True)
 
     def relay(self, consumer_id: str) -> EmulatedRelay:
@@ -132,12 +143,8 @@ class Plant:
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.inputs.update_system(values)
 
-    def _stale_after(self, name: str) -> float | None:
-        variable = self.rules.variables.get(name)
-        return variable.source.stale_after if variable is not None else None
-
     def set_variable(self, name: str, value: float | None, t: float) -> None:
-        stale_after = self._stale_after(name)
+        stale_after = self._stale_after.get(name)
         last = self._variable_times.get(name)
         if last is None or (stale_after is not None and t - last > stale_after):
             self._changed()  # it was stale, and the same value again is fresh
@@ -179,33 +186,41 @@ class Plant:
             return self._snapshot
         if self._relays_changed:
             self._relays_changed = False
+            self._meter_until = -math.inf
             for consumer in self.rules.consumers:
                 relay = self.relay(consumer.id)
                 inputs.set_device(consumer.id, relay.fact(consumer.power))
                 self.meter.record(consumer.id, relay.draw(consumer.power), t)
+        if t >= self._meter_until:
+            shown = self.meter.shown
+            self._metered = [
+                (CONSUMPTION[phase], watts)
+                for consumer in self.rules.consumers
+                for phase, watts in consumer.shares(shown(consumer.id, t))
+                if watts
+            ]
+            self._meter_until = self.meter.next_change()
         metered: dict[str, float] = {}
-        for consumer in self.rules.consumers:
-            draw = self.meter.shown(consumer.id, t)
-            if not draw:
-                continue
-            for phase, watts in consumer.shares(draw):
-                key = CONSUMPTION[phase]
-                base = number(inputs.system.get(key))
-                if base is not None and watts:
-                    metered[key] = metered.get(key, base) + watts
+        for key, watts in self._metered:
+            base = number(inputs.system.get(key))
+            if base is not None:
+                metered[key] = metered.get(key, base) + watts
         snapshot = inputs.snapshot(t, metered)
-        inputs.changed.clear()
-        if snapshot == self._snapshot:
+        # A value that changed makes a new snapshot (compared, it might equal the last
+        # after changing back: that only costs a cycle); the clock alone may not.
+        if not inputs.changed.is_set() and snapshot == self._snapshot:
             snapshot = self._snapshot
+        inputs.changed.clear()
         self._snapshot = snapshot
-        self._holds_until = min(self.meter.next_change(), self._fresh_until(t))
+        self._holds_until = min(self._meter_until, self._fresh_until(t))
         return snapshot
 
     def _fresh_until(self, t: float) -> float:
         """Until when every variable fresh at `t` stays fresh (inf: none turns stale)."""
         until = math.inf
-        for name, at in self._variable_times.items():
-            stale_after = self._stale_after(name)
-            if stale_after is not None and t - at <= stale_after:
+        times = self._variable_times
+        for name, stale_after in self._stale_after.items():
+            at = times.get(name)
+            if at is not None and t - at <= stale_after:
                 until = min(until, at + stale_after)
         return until
