@@ -178,7 +178,7 @@ def day_figures(trees: Trees) -> None:
     compare("day_24h_1s_wall", {t: r["wall"] for t, r in results.items()}, "s")
     for t, r in results.items():
         report(f"day_24h_cycles_{t}", r["cycles"], "cycles")
-        report(f"day_24h_cycles_skipped_{t}", r["skipped"], "cycles")
+        report(f"day_24h_cycles_not_run_{t}", r["skipped"], "cycles")
         report(f"day_24h_switch_ons_{t}", r["switch_ons"], "switch-ons")
 
 

@@ -332,8 +332,8 @@ class Failure:
 @dataclass
 class Outcome:
     failures: list[Failure] = field(default_factory=list)
-    cycles: int = 0  # run
-    skipped: int = 0  # cycles that could not have changed the plan, not run
+    cycles: int = 0
+    skipped: int = 0  # of the cycles, those that could not change the plan: not run
     switchings: int = 0
     changes: int = 0
     commands: dict[str, int] = field(default_factory=dict)  # per consumer, on and off
@@ -454,6 +454,7 @@ class _Cycles:
     def due(self, at: float) -> bool:
         """The cycle due at `at`; True when it switched a relay."""
         snapshot = self.plant.snapshot(at)
+        self.outcome.cycles += 1
         last = self._last
         if (
             last is not None
@@ -473,6 +474,7 @@ class _Cycles:
     def catch_up(self) -> None:
         """Run the latest skipped cycle: the plan is read, or the rules change."""
         if self._skipped is not None:
+            self.outcome.skipped -= 1
             self._run(*self._skipped)
 
     def _run(self, at: float, snapshot: Snapshot) -> tuple[Plan, bool]:
@@ -481,7 +483,6 @@ class _Cycles:
         before = controller.state
         now = datetime.fromtimestamp(self.origin + at, self.zone)
         plan, changed = controller.cycle(snapshot, now)
-        outcome.cycles += 1
         switched = False
         for decision in changed:
             outcome.changes += 1
