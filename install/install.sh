@@ -77,11 +77,6 @@ if [ -z "$ROOT" ] && command -v python3 >/dev/null 2>&1; then
 fi
 cp -R "$SRC/hems_rules/examples" "$ROOT$APP/examples"
 [ -d "$ROOT$APP/rules" ] || cp -R "$SRC/hems_rules/examples" "$ROOT$APP/rules"
-# Byte code now, so that not even the first start compiles every module (on a Cerbo GX,
-# seconds before the first decision).
-if command -v python3 >/dev/null 2>&1; then
-    python3 -m compileall -q "$ROOT$APP/hems_rules" "$ROOT$APP/lib" >/dev/null 2>&1 || true
-fi
 
 mkdir -p "$ROOT$APP/service/log"
 cat > "$ROOT$APP/service/run" <<RUN
