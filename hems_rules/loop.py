@@ -115,7 +115,6 @@ class EngineLoop:
         snapshot = self.inputs.snapshot(self._monotonic())
         at = self._wall()
         plan, changed = self.controller.cycle(snapshot, at)
-        self._deadline = next_timer(self.controller.rules, self.controller.state, at)
         commands = sorted(
             (d for d in changed if d.command is not None), key=lambda d: bool(d.command)
         )
@@ -132,6 +131,9 @@ class EngineLoop:
                 publisher.publish(result)
             except Exception:
                 log.exception("%s could not publish the cycle", type(publisher).__name__)
+        # Last, when the decision is out: should this fail, loop_interval still holds.
+        self._deadline = None
+        self._deadline = next_timer(self.controller.rules, self.controller.state, at)
         return plan
 
     def _guarded_cycle(self) -> None:
