@@ -9,8 +9,14 @@ each workload runs once per tree, in its own process, with PYTHONPATH naming the
 - reaction: a value of com.victronenergy.system changes on D-Bus and `hems-rules run`
   sends `Switch.Set` to an emulated Shelly, alternately on and off;
 - `hems-rules run` with 10 consumers: start to the first decision and to the first
-  `Switch.Set`, then RSS and CPU at a steady state (a system value changing every second
-  without changing any decision).
+  `Switch.Set`, then memory and CPU at a steady state (a system value changing every
+  second without changing any decision). Memory as RSS, PSS (shared pages split among
+  the processes that map them), USS (pages no other process maps) and anonymous memory
+  (the Python heap, never shared): on a GX, the libraries of Python itself are shared
+  with a dozen Venus services, the heap is not. `run` starts from byte code, as on a GX
+  after its first start, whatever PYTHONDONTWRITEBYTECODE says here. With `.venv-gx`
+  (made by `make gx-stack`) the same again on the GX's Python 3.12, dbus-fast and
+  aiohttp (figures `..._gx_<tree>`).
 
 The harness (private dbus-daemon, simulated GX, Shelly emulators) is this checkout's for
 both trees. Prints `BENCH <figure>_<tree>=value unit` and `BENCH <figure>_ratio=new/base`.
@@ -32,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -90,8 +97,39 @@ def base_tree() -> Iterator[Path | None]:
             )
 
 
-def env_for(tree: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree)}
+@dataclass(frozen=True)
+class Stack:
+    """An interpreter and the packages beside it: this venv, or the GX's."""
+
+    name: str  # "" for this venv, else a suffix of the figures' names
+    python: str
+    path: tuple[str, ...] = ()
+
+
+DEV = Stack("", sys.executable)
+
+
+def gx_stack() -> Stack | None:
+    """The GX's Python and packages as `make gx-stack` sets them up, if it has."""
+    venv = REPO / ".venv-gx"
+    python = venv / "bin" / "python"
+    return Stack("_gx", str(python), (str(venv / "gx-lib"),)) if python.exists() else None
+
+
+def env_for(tree: Path, stack: Stack = DEV) -> dict[str, str]:
+    # Byte code is written and read as on a GX: without it every start compiles.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPATH": os.pathsep.join((*stack.path, str(tree)))}
+
+
+def compile_tree(tree: Path, stack: Stack = DEV) -> None:
+    """The tree's byte code, made before its first start is timed."""
+    subprocess.run(
+        [stack.python, "-m", "compileall", "-q", str(tree / "hems_rules")],
+        env=env_for(tree, stack),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def compare(name: str, values: dict[str, float], unit: str) -> None:
@@ -140,6 +178,7 @@ def day_figures(trees: Trees) -> None:
     compare("day_24h_1s_wall", {t: r["wall"] for t, r in results.items()}, "s")
     for t, r in results.items():
         report(f"day_24h_cycles_{t}", r["cycles"], "cycles")
+        report(f"day_24h_cycles_not_run_{t}", r["skipped"], "cycles")
         report(f"day_24h_switch_ons_{t}", r["switch_ons"], "switch-ons")
 
 
@@ -194,12 +233,12 @@ class Published:
 
 @contextlib.asynccontextmanager
 async def running(
-    tree: Path, rules: str, address: str
+    tree: Path, rules: str, address: str, stack: Stack = DEV
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "rules.yaml").write_text(rules)
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
+            stack.python,
             "-m",
             "hems_rules.cli",
             "run",
@@ -209,7 +248,7 @@ async def running(
             address,
             "--log-dir",
             str(Path(tmp) / "log"),
-            env=env_for(tree),
+            env=env_for(tree, stack),
             cwd=tree,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -304,13 +343,27 @@ def cpu_seconds(pid: int) -> float:
 
 
 def memory(pid: int) -> dict[str, float]:
-    fields = dict(
+    """MiB: VmRSS and VmHWM (its peak), and from smaps_rollup PSS, USS and anonymous."""
+    status = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
     )
-    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
+    rollup = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+    )
+
+    def mib(fields: dict[str, str], key: str) -> float:
+        return int(fields[key].split()[0]) / 1024
+
+    return {
+        **{k: mib(status, k) for k in ("VmRSS", "VmHWM")},
+        "Pss": mib(rollup, "Pss"),
+        "Uss": mib(rollup, "Private_Clean") + mib(rollup, "Private_Dirty"),
+        "Anonymous": mib(rollup, "Anonymous"),
+    }
 
 
-async def startup(tree: Path, site: str | None = None) -> tuple[float, float]:
+async def startup(tree: Path, site: str | None = None, stack: Stack = DEV) -> tuple[float, float]:
     """Seconds from starting `hems-rules run` (10 consumers) to its first decision and to
     its first Switch.Set."""
     with PrivateBus() as bus:
@@ -325,7 +378,7 @@ async def startup(tree: Path, site: str | None = None) -> tuple[float, float]:
             await client.watch(SWITCH, published.update, lambda: None)
             start = time.perf_counter()
             rules = rules_text([d.port for d in devices], 100, site or bare_site(tree))
-            async with running(tree, rules, bus.address):
+            async with running(tree, rules, bus.address, stack):
                 first_set = await arrived(devices, 1, timeout=30)
                 await published.until(lambda v: published.first_decision is not None)
                 assert published.first_decision is not None
@@ -340,7 +393,11 @@ Watch = Callable[[], contextlib.AbstractAsyncContextManager[object]]
 
 
 async def footprint(
-    tree: Path, steady: float, site: str | None = None, watch: Watch | None = None
+    tree: Path,
+    steady: float,
+    site: str | None = None,
+    watch: Watch | None = None,
+    stack: Stack = DEV,
 ) -> dict[str, float]:
     """`hems-rules run` with 10 consumers: RSS and CPU at a steady state (while `watch()`
     looks on, when given: bench_views keeps the status page open).
@@ -372,7 +429,7 @@ async def footprint(
             await mode_on(client)
             rules = rules_text([d.port for d in devices], 100, site or bare_site(tree))
             async with (
-                running(tree, rules, bus.address) as p,
+                running(tree, rules, bus.address, stack) as p,
                 contextlib.AsyncExitStack() as watching,
             ):
                 await arrived(devices, 1, timeout=30)
@@ -423,27 +480,39 @@ async def run_figures(trees: Trees, only: set[str]) -> None:
             "ms",
         )
     if "run" in only:
-        starts: dict[str, list[tuple[float, float]]] = {t: [] for t in trees}
-        for _ in range(STARTS):  # alternately, so that both see the same machine
-            for t, tree in trees.items():
-                starts[t].append(await startup(tree))
-        for i, name in enumerate(("run_start_to_first_decision", "run_start_to_first_switch_set")):
-            compare(
-                name,
-                {t: statistics.median(s[i] for s in v) * 1000 for t, v in starts.items()},
-                "ms",
-            )
-        steady = float(os.environ.get("BENCH_STEADY_SECONDS", "20"))
-        results = {t: await footprint(tree, steady) for t, tree in trees.items()}
-        for key, name, unit in (
-            ("VmRSS", "run_10_consumers_rss", "MiB"),
-            ("VmHWM", "run_10_consumers_peak_rss", "MiB"),
-            ("cpu", "run_10_consumers_steady_cpu", "% of one core"),
-        ):
-            compare(name, {t: r[key] for t, r in results.items()}, unit)
-        for t, r in results.items():
-            report(f"run_10_consumers_on_{t}", r["switched_on"], "Switch.Set before steady")
-            report(f"run_10_consumers_switches_while_steady_{t}", r["switches_while_steady"], "")
+        for stack in filter(None, (DEV, gx_stack())):
+            await run_on(stack, trees)
+
+
+async def run_on(stack: Stack, trees: Trees) -> None:
+    """Start-up, memory and CPU of `run` on one stack, for each tree."""
+    for tree in trees.values():
+        compile_tree(tree, stack)
+    starts: dict[str, list[tuple[float, float]]] = {t: [] for t in trees}
+    for _ in range(STARTS):  # alternately, so that both see the same machine
+        for t, tree in trees.items():
+            starts[t].append(await startup(tree, stack=stack))
+    for i, name in enumerate(("run_start_to_first_decision", "run_start_to_first_switch_set")):
+        compare(
+            name + stack.name,
+            {t: statistics.median(s[i] for s in v) * 1000 for t, v in starts.items()},
+            "ms",
+        )
+    steady = float(os.environ.get("BENCH_STEADY_SECONDS", "20"))
+    results = {t: await footprint(tree, steady, stack=stack) for t, tree in trees.items()}
+    for key, name, unit in (
+        ("VmRSS", "run_10_consumers_rss", "MiB"),
+        ("Pss", "run_10_consumers_pss", "MiB"),
+        ("Uss", "run_10_consumers_uss", "MiB"),
+        ("Anonymous", "run_10_consumers_anonymous", "MiB"),
+        ("VmHWM", "run_10_consumers_peak_rss", "MiB"),
+        ("cpu", "run_10_consumers_steady_cpu", "% of one core"),
+    ):
+        compare(name + stack.name, {t: r[key] for t, r in results.items()}, unit)
+    for t, r in results.items():
+        report(f"run_10_consumers_on{stack.name}_{t}", r["switched_on"], "Switch.Set before steady")
+        steady_switches = r["switches_while_steady"]
+        report(f"run_10_consumers_switches_while_steady{stack.name}_{t}", steady_switches, "")
 
 
 def main() -> None:

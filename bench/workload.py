@@ -107,6 +107,7 @@ def simulated_day(rules_dir: Path) -> dict[str, Any]:
     return {
         "wall": wall,
         "cycles": outcome.cycles,
+        "skipped": getattr(outcome, "skipped", 0),  # none before skipping existed
         "switch_ons": outcome.switchings,
         "end_soc": round(day.soc, 2),
     }

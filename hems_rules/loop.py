@@ -1,6 +1,8 @@
 """The async loop around the pure engine.
 
-A cycle runs as soon as an input changes and at least every `loop_interval`. A burst
+A cycle runs as soon as an input changes, when one of the engine's timers falls due (a
+min_on that ends, switches that settle, a daily runtime that becomes due or reaches
+its maximum: core/timers.py), and at least every `loop_interval`. A burst
 of changes (several D-Bus signals read in one go, a relay's report with its power) is
 one decision: the loop lets the event loop run until a pass brings no further change,
 for at most `COALESCE_LIMIT`, instead of sleeping a fixed debounce that would be most
@@ -26,6 +28,7 @@ from hems_rules import localtime
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import Inputs
 from hems_rules.core.model import CycleResult, Plan
+from hems_rules.core.timers import next_timer
 from hems_rules.ruleset.rules import RuleSet
 from hems_rules.tasks import Fatal, Tasks
 
@@ -33,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # A steady stream of changes delays a cycle by at most this long (s).
 COALESCE_LIMIT = 0.005
+# Cycles for the engine's timers come at most this often (s), each this long after its
+# deadline, so that the deadline has passed by the engine's clock too.
+TIMER_RESOLUTION = 0.05
+PAST_DEADLINE = 0.001
 
 
 class RelaySink(Protocol):
@@ -72,6 +79,7 @@ class EngineLoop:
         self._monotonic = monotonic
         self._wall = wall
         self._rules_changed: list[Callable[[RuleSet], None]] = []
+        self._deadline: float | None = None  # the engine's next timer, a wall timestamp
         self._tasks = Tasks("engine", on_fatal)
 
     async def __aenter__(self) -> Self:
@@ -124,6 +132,9 @@ class EngineLoop:
                 publisher.publish(result)
             except Exception:
                 log.exception("%s could not publish the cycle", type(publisher).__name__)
+        # Last, when the decision is out: should this fail, loop_interval still holds.
+        self._deadline = None
+        self._deadline = next_timer(self.controller.rules, self.controller.state, at)
         return plan
 
     def _guarded_cycle(self) -> None:
@@ -134,15 +145,24 @@ class EngineLoop:
             log.exception("cycle failed")
 
     async def run(self) -> None:
-        """Cycle forever: once per burst of changes, and at least every loop_interval."""
+        """Cycle forever: once per burst of changes, when a timer of the engine's falls
+        due, and at least every loop_interval."""
         changed = self.inputs.changed
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.controller.rules.site.loop_interval):
+                async with asyncio.timeout(self._wait()):
                     await changed.wait()
             await self._coalesce()
             changed.clear()
             self._guarded_cycle()
+
+    def _wait(self) -> float:
+        """How long to wait for a change before cycling anyway (s)."""
+        interval = self.controller.rules.site.loop_interval
+        if self._deadline is None:
+            return interval
+        until = self._deadline - self._wall().timestamp() + PAST_DEADLINE
+        return min(interval, max(TIMER_RESOLUTION, until))
 
     async def _coalesce(self) -> None:
         """Return once a full pass of the event loop has brought no further change.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,39 @@ async def test_a_stream_of_changes_does_not_hold_decisions_back() -> None:
             await wait_until(lambda: len(recorder.results) >= 5, what="cycles during a stream")
         finally:
             streaming = False
+
+
+class ReportingRelays:
+    """Relays that switch at once and report back, with a meter that shows them at once."""
+
+    def __init__(self, inputs: Inputs, house: float) -> None:
+        self.inputs = inputs
+        self.house = house
+        self.commands: list[tuple[str, bool, float]] = []  # consumer, on, monotonic time
+
+    def command(self, consumer_id: str, on: bool) -> None:
+        self.commands.append((consumer_id, on, time.monotonic()))
+        self.inputs.update_system({"/Ac/Consumption/L1/Power": self.house + (1000 if on else 0)})
+        self.inputs.set_device(consumer_id, DeviceFact(on=on, power=1000.0 if on else None))
+
+
+async def test_a_min_on_that_ends_is_acted_on_at_once_not_at_the_next_loop_interval() -> None:
+    """With no change at all after the surplus went, the heater goes off when its
+    min_on ends: the loop wakes for the engine's timer (loop_interval is 10 min)."""
+    rules = rules_from(
+        SLOW + "consumers:\n  - {id: h, shelly: {host: h.invalid}, power: 1000, min_on: 0.5s}\n"
+    )
+    inputs = Inputs(rules, Settings(mode=1))
+    inputs.update_system({"/Ac/PvOnGrid/L1/Power": 3000.0, "/Ac/Consumption/L1/Power": 300.0})
+    inputs.set_device("h", DeviceFact(on=False))
+    relays = ReportingRelays(inputs, house=300.0)
+    recorder = Recorder()
+    async with EngineLoop(Controller(rules), inputs, relays, [recorder]):
+        await wait_until(lambda: len(relays.commands) == 1, what="the heater switched on")
+        inputs.update_system({"/Ac/PvOnGrid/L1/Power": 0.0})
+        await wait_until(lambda: len(relays.commands) == 2, what="the heater switched off")
+    (_, on, started), (_, off, ended) = relays.commands
+    assert (on, off) == (True, False)
+    assert 0.5 <= ended - started < 1.5
+    reasons = [d.reason for r in recorder.results for d in r.plan.decisions]
+    assert any("held by min_on" in reason for reason in reasons)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from hems_rules.history.recorder import Recorder, rules_summary
 from hems_rules.history.recording import Batch, Event, Recording
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.rules import HistoryConfig
+from hems_rules.simulate import scenario
 from hems_rules.simulate.day import cycles
 from hems_rules.simulate.replay import replay, report
 from tests.conftest import rules_from
@@ -166,3 +168,13 @@ def test_the_command_says_what_it_lacks(tmp_path: Path, recorded_day: tuple[Path
     assert START.date().isoformat() in missing.stderr
     empty = cli(str(tmp_path / "nowhere"))
     assert empty.returncode == 2 and "cannot read the history" in empty.stderr
+
+
+def test_the_what_if_is_the_same_with_idle_cycles_skipped(
+    recorded_day: tuple[Path, RuleSet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, rules = recorded_day
+    skipped = replay(read(directory), rules).as_json()
+    every_cycle = functools.partial(scenario.run_scenario, skip_idle=False)
+    monkeypatch.setattr("hems_rules.simulate.replay.run_scenario", every_cycle)
+    assert replay(read(directory), rules).as_json() == skipped

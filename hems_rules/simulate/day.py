@@ -23,6 +23,7 @@ from hems_rules.ruleset.rules import PHASES, RuleSet
 from hems_rules.simulate.plant import Plant
 
 _HOUR = 3600.0
+_KEYS = tuple((p, f"/Ac/PvOnGrid/{p}/Power", f"/Ac/Consumption/{p}/Power") for p in PHASES)
 
 
 class World(Protocol):
@@ -103,24 +104,30 @@ class SolarDay:
         return float(clear * shade)
 
     def house(self, t: float, phase: str) -> float:
-        seconds = self.hour(t) * _HOUR
-        load = self.house_base
+        return self._house(self.hour(t) * _HOUR)[phase]
+
+    def _house(self, seconds: float) -> dict[str, float]:
+        """The household load per phase at `seconds` after midnight."""
+        loads: dict[str, float] = dict.fromkeys(PHASES, self.house_base)
         for spike in self.spikes:
-            if spike.phase == phase and 0 <= seconds - spike.start <= spike.length:
-                load += spike.watts
-        return load
+            if 0 <= seconds - spike.start <= spike.length:
+                loads[spike.phase] += spike.watts
+        return loads
 
     def apply(self, t: float, world: World) -> None:
         """Set every reading for second `t` and advance the battery and the tank."""
         dt = 0.0 if self._last_t is None else t - self._last_t
         self._last_t = t
         sun = self.sun(t)
+        seconds = self.hour(t) * _HOUR
+        pv = round(self.ac_pv_peak * sun / 3, 1)
         values: dict[str, SystemValue] = {"/Dc/Pv/Power": round(self.dc_pv_peak * sun, 1)}
         house = 0.0
-        for phase in PHASES:
-            values[f"/Ac/PvOnGrid/{phase}/Power"] = round(self.ac_pv_peak * sun / 3, 1)
-            load = self.house(t, phase)
-            values[f"/Ac/Consumption/{phase}/Power"] = round(load, 1)
+        loads = self._house(seconds)
+        for phase, pv_key, load_key in _KEYS:
+            values[pv_key] = pv
+            load = loads[phase]
+            values[load_key] = round(load, 1)
             house += load
         managed = {c.id: world.drawn(c.id) for c in world.rules.consumers}
         used = house + sum(managed.values())

@@ -46,3 +46,9 @@ class LaggingMeter:
         while len(changes) > 1 and changes[1][0] <= seen:
             changes.popleft()
         return changes[0][1]
+
+    def next_change(self) -> float:
+        """The earliest time at which what the meter shows may change (inf: not before
+        the next `record`)."""
+        pending = [changes[1][0] for changes in self._changes.values() if len(changes) > 1]
+        return min(pending, default=float("inf")) + self.lag - _SAME

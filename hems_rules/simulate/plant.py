@@ -9,12 +9,14 @@ the live loop uses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hems_rules.core.inputs import Inputs, SystemValue
 from hems_rules.core.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
+from hems_rules.core.surplus import CONSUMPTION
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import DbusSource, RuleSet
 from hems_rules.simulate.meter import LaggingMeter
@@ -58,6 +60,9 @@ class EmulatedRelay:
 
 @dataclass
 class Plant:
+    """The simulated GX. Change it through its methods (or its Inputs' setters), which
+    tell it when the snapshot it caches may no longer hold."""
+
     rules: RuleSet
     settings: Settings = field(default_factory=lambda: Settings(mode=1))
     meter_lag: float = 0.0
@@ -65,21 +70,49 @@ class Plant:
     dbus: dict[str, dict[str, SystemValue]] = field(default_factory=dict)
     inputs: Inputs = field(init=False)
     meter: LaggingMeter = field(init=False)
+    # The last snapshot, which holds while no input changes and the clock is before
+    # `_holds_until` (a variable that turns stale, the meter showing a switch).
+    _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
+    _holds_until: float = field(default=-math.inf, init=False, repr=False)
+    _variable_times: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _stale_after: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _relays_changed: bool = field(default=True, init=False, repr=False)
+    # What the meter adds to each consumption path, consumer by consumer, until it
+    # shows a change at `_meter_until`.
+    _metered: list[tuple[str, float]] = field(default_factory=list, init=False, repr=False)
+    _meter_until: float = field(default=-math.inf, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.inputs = Inputs(self.rules, self.settings)
         self.inputs.system_present = True
         self.meter = LaggingMeter(self.meter_lag)
+        self.use_rules(self.rules)
+
+    def _changed(self, relays: bool = False) -> None:
+        self._holds_until = -math.inf
+        self._relays_changed = self._relays_changed or relays
 
     def use_rules(self, rules: RuleSet) -> None:
         self.rules = rules
         self.inputs.rules = rules
+        self._stale_after = {
+            name: variable.source.stale_after
+            for name, variable in rules.variables.items()
+            if variable.source.stale_after is not None
+        }
+        self._changed(relays=True)
 
     def relay(self, consumer_id: str) -> EmulatedRelay:
-        return self.relays.setdefault(consumer_id, EmulatedRelay())
+        relay = self.relays.get(consumer_id)
+        if relay is None:
+            relay = self.relays[consumer_id] = EmulatedRelay()
+        return relay
 
     def drawn(self, consumer_id: str) -> float:
-        return self.relay(consumer_id).draw(self.rules.consumer(consumer_id).power)
+        relay = self.relays.get(consumer_id)
+        if relay is None or not relay.on:
+            return 0.0  # what draw() says, without looking up the consumer
+        return relay.draw(self.rules.consumer(consumer_id).power)
 
     def switch(self, consumer_id: str, on: bool, t: float) -> None:
         relay = self.relay(consumer_id)
@@ -102,6 +135,7 @@ class Plant:
 
     def _meter(self, consumer_id: str, t: float) -> None:
         """The meter learns a relay's new draw when it changes (removed consumers: never)."""
+        self._changed(relays=True)
         for consumer in self.rules.consumers:
             if consumer.id == consumer_id:
                 self.meter.record(consumer_id, self.relay(consumer_id).draw(consumer.power), t)
@@ -110,6 +144,11 @@ class Plant:
         self.inputs.update_system(values)
 
     def set_variable(self, name: str, value: float | None, t: float) -> None:
+        stale_after = self._stale_after.get(name)
+        last = self._variable_times.get(name)
+        if last is None or (stale_after is not None and t - last > stale_after):
+            self._changed()  # it was stale, and the same value again is fresh
+        self._variable_times[name] = t
         self.inputs.set_variable(name, value, t)
 
     def update_dbus(self, service: str, values: Mapping[str, SystemValue], t: float) -> None:
@@ -122,7 +161,7 @@ class Plant:
                 and source.service == service
                 and source.path in values
             ):
-                self.inputs.set_variable(name, number(values[source.path]), t)
+                self.set_variable(name, number(values[source.path]), t)
         bms = self._bms()
         self.inputs.set_battery_limits(number(bms.get(MAX_CURRENT)), number(bms.get(MAX_VOLTAGE)))
         hub4 = number(self.dbus.get(SETTINGS, {}).get(HUB4_MODE))
@@ -137,16 +176,51 @@ class Plant:
         return self.dbus[batteries[0]] if len(batteries) == 1 else {}
 
     def snapshot(self, t: float) -> Snapshot:
-        """What the GX shows at `t`: the meters include what the relays draw, `meter_lag` late."""
+        """What the GX shows at `t`: the meters include what the relays draw, `meter_lag` late.
+
+        The same object as last time while nothing in it changed, so a caller can tell
+        an idle moment by identity.
+        """
+        inputs = self.inputs
+        if self._snapshot is not None and t < self._holds_until and not inputs.changed.is_set():
+            return self._snapshot
+        if self._relays_changed:
+            self._relays_changed = False
+            self._meter_until = -math.inf
+            for consumer in self.rules.consumers:
+                relay = self.relay(consumer.id)
+                inputs.set_device(consumer.id, relay.fact(consumer.power))
+                self.meter.record(consumer.id, relay.draw(consumer.power), t)
+        if t >= self._meter_until:
+            shown = self.meter.shown
+            self._metered = [
+                (CONSUMPTION[phase], watts)
+                for consumer in self.rules.consumers
+                for phase, watts in consumer.shares(shown(consumer.id, t))
+                if watts
+            ]
+            self._meter_until = self.meter.next_change()
         metered: dict[str, float] = {}
-        for consumer in self.rules.consumers:
-            relay = self.relay(consumer.id)
-            self.inputs.set_device(consumer.id, relay.fact(consumer.power))
-            self.meter.record(consumer.id, relay.draw(consumer.power), t)
-            draw = self.meter.shown(consumer.id, t)
-            for phase, watts in consumer.shares(draw):
-                key = f"/Ac/Consumption/{phase}/Power"
-                base = number(self.inputs.system.get(key))
-                if base is not None and watts:
-                    metered[key] = metered.get(key, base) + watts
-        return self.inputs.snapshot(t, metered)
+        for key, watts in self._metered:
+            base = number(inputs.system.get(key))
+            if base is not None:
+                metered[key] = metered.get(key, base) + watts
+        snapshot = inputs.snapshot(t, metered)
+        # A value that changed makes a new snapshot (compared, it might equal the last
+        # after changing back: that only costs a cycle); the clock alone may not.
+        if not inputs.changed.is_set() and snapshot == self._snapshot:
+            snapshot = self._snapshot
+        inputs.changed.clear()
+        self._snapshot = snapshot
+        self._holds_until = min(self._meter_until, self._fresh_until(t))
+        return snapshot
+
+    def _fresh_until(self, t: float) -> float:
+        """Until when every variable fresh at `t` stays fresh (inf: none turns stale)."""
+        until = math.inf
+        times = self._variable_times
+        for name, stale_after in self._stale_after.items():
+            at = times.get(name)
+            if at is not None and t - at <= stale_after:
+                until = min(until, at + stale_after)
+        return until

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import heapq
 import json
+import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hems_rules.core.controller import Controller
-from hems_rules.core.model import Decision, Plan, Settings
+from hems_rules.core.model import Decision, EngineState, Plan, Settings, Snapshot
+from hems_rules.core.timers import EARLY, idle, next_timer
 from hems_rules.errors import Problem, RulesError
 from hems_rules.ruleset import schema
 from hems_rules.ruleset.compiler import compile_documents, load_rules, read_rule_file
@@ -331,6 +333,7 @@ class Failure:
 class Outcome:
     failures: list[Failure] = field(default_factory=list)
     cycles: int = 0
+    skipped: int = 0  # of the cycles, those that could not change the plan: not run
     switchings: int = 0
     changes: int = 0
     commands: dict[str, int] = field(default_factory=dict)  # per consumer, on and off
@@ -405,7 +408,7 @@ def _apply(plant: Plant, controller: Controller, step: Step) -> None:
     for service, values in (body.get("dbus") or {}).items():
         plant.update_dbus(service, values, step.at)
     for name, value in (body.get("variables") or {}).items():
-        inputs.set_variable(name, value, step.at)
+        plant.set_variable(name, value, step.at)
     if "settings" in body:
         inputs.set_settings(_settings(inputs.settings, body["settings"]))
     for consumer_id, value in (body.get("auto") or {}).items():
@@ -417,22 +420,145 @@ def _apply(plant: Plant, controller: Controller, step: Step) -> None:
 Driver = Callable[[float, Plant], None]
 
 
+class _Cycles:
+    """The engine's cycles in virtual time, skipping those that would repeat the last.
+
+    After an idle cycle (it changed nothing but the clock in the engine's state), the
+    next cycles on the same rules and snapshot decide what it decided until the engine's
+    next timer falls due (core/timers.py), so they are skipped. Whoever reads the plan
+    (an expectation) first has the latest skipped cycle run, so it sees the plan it made.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        plant: Plant,
+        controller: Controller,
+        outcome: Outcome,
+        *,
+        on_change: Callable[[float, Decision], None] | None,
+        on_cycle: Callable[[float, Plan, Plant], None] | None,
+        skip: bool,
+    ) -> None:
+        self.plant = plant
+        self.controller = controller
+        self.outcome = outcome
+        self.on_change = on_change
+        self.on_cycle = on_cycle
+        self.skip = skip
+        # Absolute time: adding a timedelta to a zoned datetime would add wall-clock time.
+        self.origin, self.zone = scenario.start.timestamp(), scenario.start.tzinfo
+        self._last: _Ran | None = None
+        self._skipped: tuple[float, Snapshot] | None = None  # the latest, since one ran
+
+    def due(self, at: float) -> bool:
+        """The cycle due at `at`; True when it switched a relay."""
+        snapshot = self.plant.snapshot(at)
+        self.outcome.cycles += 1
+        last = self._last
+        if (
+            last is not None
+            and last.snapshot is snapshot
+            and last.rules is self.controller.rules
+            and self.origin + at < last.repeats_until()
+        ):
+            self._skipped = (at, snapshot)
+            self.outcome.skipped += 1
+            plan, switched = last.plan, False
+        else:
+            plan, switched = self._run(at, snapshot)
+        if self.on_cycle is not None:
+            self.on_cycle(at, plan, self.plant)
+        return switched
+
+    def catch_up(self) -> None:
+        """Run the latest skipped cycle: the plan is read, or the rules change."""
+        if self._skipped is not None:
+            self.outcome.skipped -= 1
+            self._run(*self._skipped)
+
+    def _run(self, at: float, snapshot: Snapshot) -> tuple[Plan, bool]:
+        self._skipped = None
+        controller, outcome = self.controller, self.outcome
+        before = controller.state
+        now = datetime.fromtimestamp(self.origin + at, self.zone)
+        plan, changed = controller.cycle(snapshot, now)
+        switched = False
+        for decision in changed:
+            outcome.changes += 1
+            if decision.command is not None:
+                switched = True
+                self.plant.switch(decision.consumer, decision.command, at)
+                outcome.switchings += int(decision.command)
+                commands = outcome.commands
+                commands[decision.consumer] = commands.get(decision.consumer, 0) + 1
+            if self.on_change is not None:
+                self.on_change(at, decision)
+        if self.skip:
+            self._last = _Ran(controller.rules, plan, snapshot, (before, controller.state), now)
+        return plan, switched
+
+
+class _Ran:
+    """A cycle that ran, and until when cycles on its rules and snapshot would repeat it:
+    worked out only when such a cycle comes (with a driver, the snapshot mostly changes)."""
+
+    __slots__ = ("_until", "after", "before", "now", "plan", "rules", "snapshot")
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        plan: Plan,
+        snapshot: Snapshot,
+        states: tuple[EngineState, EngineState],
+        now: datetime,
+    ) -> None:
+        self.rules, self.plan, self.snapshot, self.now = rules, plan, snapshot, now
+        self.before, self.after = states  # the engine's state before the cycle and after
+        self._until: float | None = None
+
+    def repeats_until(self) -> float:
+        """The time before which a cycle on the same rules and snapshot decides the same;
+        none if this cycle changed the engine's state (the next may decide otherwise)."""
+        if self._until is None:
+            self._until = (
+                next_timer(self.rules, self.after, self.now) - EARLY
+                if idle(self.before, self.after)
+                else -math.inf
+            )
+        return self._until
+
+
 def run_scenario(
     scenario: Scenario,
     on_change: Callable[[float, Decision], None] | None = None,
     driver: Driver | None = None,
     until: float | None = None,
     on_cycle: Callable[[float, Plan, Plant], None] | None = None,
+    *,
+    skip_idle: bool = True,
 ) -> Outcome:
     """Run a scenario to its last step or expectation (or `until`).
 
     A `driver` changes the world once per simulated second, before the timeline's steps.
     `on_cycle` sees every cycle's plan and the plant after its commands (replay's meter).
-    The outcome lists the expectations that failed.
+    The outcome lists the expectations that failed. Cycles that cannot change the plan
+    are skipped unless `skip_idle` is False; what is printed and checked is the same,
+    and `on_cycle` sees a skipped cycle with the plan of the last one run (the same
+    decisions, reservation and surplus; reasons and runtimes as of that cycle).
     """
     plant = Plant(rules=scenario.rules, settings=scenario.settings, meter_lag=scenario.meter_lag)
     controller = Controller(scenario.rules)
     outcome = Outcome()
+    cycles = _Cycles(
+        scenario,
+        plant,
+        controller,
+        outcome,
+        on_change=on_change,
+        on_cycle=on_cycle,
+        skip=skip_idle,
+    )
     end = max([s.at for s in scenario.steps] + [e.at for e in scenario.expectations] + [0.0])
     if until is not None:
         end = until
@@ -452,8 +578,6 @@ def run_scenario(
     push(0.0, 1, "tick")
     if driver is not None:
         push(0.0, -1)
-    # Absolute time: adding a timedelta to a zoned datetime would add wall-clock time.
-    origin, zone = scenario.start.timestamp(), scenario.start.tzinfo
     cycle_due: set[float] = set()
     while queue:
         at, kind, _, payload = heapq.heappop(queue)
@@ -464,6 +588,8 @@ def run_scenario(
                 driver(at, plant)
                 push(at + 1.0, -1)
             elif payload is not None:
+                if payload.rules is not None:
+                    cycles.catch_up()
                 _apply(plant, controller, payload)
                 if plant.meter_lag and "devices" in payload.body:
                     push(at + plant.meter_lag, 0)
@@ -472,22 +598,7 @@ def run_scenario(
                 push(at + DEBOUNCE, 1, "change")
         elif kind == 1:
             cycle_due.discard(at)
-            plan, changed = controller.cycle(
-                plant.snapshot(at), datetime.fromtimestamp(origin + at, zone)
-            )
-            outcome.cycles += 1
-            for decision in changed:
-                outcome.changes += 1
-                if decision.command is not None:
-                    plant.switch(decision.consumer, decision.command, at)
-                    outcome.switchings += int(decision.command)
-                    commands = outcome.commands
-                    commands[decision.consumer] = commands.get(decision.consumer, 0) + 1
-                if on_change is not None:
-                    on_change(at, decision)
-            if on_cycle is not None:
-                on_cycle(at, plan, plant)
-            if any(d.command is not None for d in changed):
+            if cycles.due(at):
                 push(at + DEBOUNCE, 1, "read-back")
                 if plant.meter_lag:
                     push(at + plant.meter_lag, 0)  # the meter shows the switch: a change
@@ -495,6 +606,7 @@ def run_scenario(
                 interval = controller.rules.site.loop_interval or 1.0
                 push(at + interval, 1, "tick")
         else:
+            cycles.catch_up()
             tolerance = 2 * controller.rules.site.loop_interval
             failures = _check(payload, controller.plan, plant, outcome.commands, tolerance)
             outcome.failures.extend(failures)
