@@ -24,7 +24,7 @@ from operator import itemgetter
 
 from hems_rules.core.daily import DAY_MINUTES, Day
 from hems_rules.core.model import ConsumerState, EngineState
-from hems_rules.core.observe import COMMAND_TIMEOUT
+from hems_rules.core.observe import COMMAND_TIMEOUT, CONFIRM_WITHIN
 from hems_rules.core.surplus import EPSILON
 from hems_rules.ruleset.rules import Consumer, RuleSet
 
@@ -55,7 +55,11 @@ def _deadlines(consumer: Consumer, state: ConsumerState, rules: RuleSet, day: Da
     if state.switched_at is not None:
         deadlines += [state.switched_at + consumer.min_on, state.switched_at + consumer.min_off]
         if state.awaiting:
-            deadlines.append(state.switched_at + COMMAND_TIMEOUT)
+            # An unconfirmed switch counts for everything once CONFIRM_WITHIN has passed.
+            deadlines += [
+                state.switched_at + CONFIRM_WITHIN,
+                state.switched_at + COMMAND_TIMEOUT,
+            ]
     if state.pending_since is not None:
         deadlines += [
             state.pending_since + consumer.on_delay,
