@@ -335,7 +335,6 @@ class Outcome:
     cycles: int = 0
     skipped: int = 0  # of the cycles, those that could not change the plan: not run
     switchings: int = 0
-    changes: int = 0
     commands: dict[str, int] = field(default_factory=dict)  # per consumer, on and off
 
     @property
@@ -485,7 +484,6 @@ class _Cycles:
         plan, changed = controller.cycle(snapshot, now)
         switched = False
         for decision in changed:
-            outcome.changes += 1
             if decision.command is not None:
                 switched = True
                 self.plant.switch(decision.consumer, decision.command, at)
@@ -559,9 +557,7 @@ def run_scenario(
         on_cycle=on_cycle,
         skip=skip_idle,
     )
-    end = max([s.at for s in scenario.steps] + [e.at for e in scenario.expectations] + [0.0])
-    if until is not None:
-        end = until
+    end = scenario.end if until is None else until
     # Events at one time run in this order: changes, cycles, then expectations.
     queue: list[tuple[float, int, int, Any]] = []
     sequence = 0
