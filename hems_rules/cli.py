@@ -74,8 +74,7 @@ def _summary(rules: RuleSet) -> str:
         f"{history.max_bytes / (1 << 20):g} MB"
     )
     lines.append("consumers, served in this order:")
-    ranked = sorted(enumerate(rules.consumers), key=lambda item: (item[1].priority, item[0]))
-    for _, c in ranked:
+    for c in rules.ranked:
         kind = "primary" if c.primary else "secondary"
         condition = f", auto_when {c.auto_when.source!r}" if c.auto_when else ""
         relay = (
@@ -238,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the appliance on the bus")
-    run.add_argument("--rules", type=Path, default=Path("/data/hems-rules/rules"))
+    run.add_argument("--rules", type=Path, default=GX_RULES)
     run.add_argument("--bus", help="D-Bus address (default: the system bus)")
     run.add_argument("--log-dir", type=Path, default=Path("/data/log/hems-rules"))
     run.add_argument("--poll", type=parse_duration, default=5.0, help="Shelly status polling")

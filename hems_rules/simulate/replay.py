@@ -30,7 +30,7 @@ from typing import Any
 from hems_rules.core.model import Decision, Plan, Settings
 from hems_rules.history.recording import Event, Recording, Value, local_day
 from hems_rules.history.sampler import Sampler
-from hems_rules.ruleset.rules import PHASES, Phase, RuleSet
+from hems_rules.ruleset.rules import PHASES, ConsumerPhase, Phase, RuleSet, shares
 from hems_rules.simulate.plant import HUB4_MODE, SETTINGS, Plant
 from hems_rules.simulate.scenario import Scenario, Step, run_scenario
 
@@ -49,13 +49,11 @@ class Member:
 
     id: str
     name: str
-    phase: str
+    phase: ConsumerPhase
     power: float
 
-    def shares(self, watts: float) -> list[tuple[Phase, float]]:
-        if self.phase == "3P":
-            return [(p, watts / 3) for p in PHASES]
-        return [(self.phase, watts)]  # type: ignore[list-item]
+    def shares(self, watts: float) -> tuple[tuple[Phase, float], ...]:
+        return shares(self.phase, watts)
 
 
 @dataclass(frozen=True)
@@ -370,14 +368,10 @@ def _what_if_run(recording: Recording, meter: _Meter, rules: RuleSet) -> _Run:
     batch = sampler.take(everything=True)
     if batch is not None:
         what_if.add(batch)
-    members = [Member(c.id, c.name, c.phase, c.power) for c in _ranked(rules)]
+    members = [Member(c.id, c.name, c.phase, c.power) for c in rules.ranked]
     return _Run.of(
         what_if, members, starts, _limits(recording, rules.site.continuous_inverter_power)
     )
-
-
-def _ranked(rules: RuleSet) -> list[Any]:
-    return [c for _, c in sorted(enumerate(rules.consumers), key=lambda x: (x[1].priority, x[0]))]
 
 
 # -- the figures --------------------------------------------------------------------
