@@ -157,7 +157,7 @@ class Pool:
             own = phases.get(phase, 0.0)
             if 0.0 <= watts <= own:  # the usual: the load's own phase feeds it
                 phases[phase] = own - watts
-                return Pool(phases, dc - min(max(dc, 0.0), 0.0), self.factor)
+                return Pool(phases, dc, self.factor)
         factor = self.factor
         for phase, watts in shares:
             had = phases.get(phase, 0.0)
