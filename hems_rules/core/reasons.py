@@ -64,8 +64,7 @@ def _timer(code: Code) -> Callable[[float], Reason]:
     made: dict[int, Reason] = {}
 
     def reason(left: float) -> Reason:
-        whole = round(left)
-        whole = whole if whole > 1 else 1  # as seconds() rounds
+        whole = seconds(left)
         known = made.get(whole)
         if known is None:
             if len(made) >= 4096:
