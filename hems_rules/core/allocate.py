@@ -446,7 +446,7 @@ class Allocation:
         if self.waiting is not None:
             self.record(entry, False, self.waiting_reason(False), pending_since=since)
             return
-        if booked is not None and pool is not self.pool:  # book it in the plan's own pool
+        if pool is not self.pool:  # book it in the plan's own pool
             booked = self.book(shares, forced=True)
             assert booked is not None
         self.pool = booked
