@@ -97,9 +97,11 @@ def decide(
             )
             cycle.decisions[consumer_id] = decision
             continue
-        if prev.on or fact.on or prev.awaiting or prev.counted_at is not None:
-            current, note = observe(prev, fact, t, day)
-        elif prev.available and prev.day == today:
+        if (
+            not (prev.on or fact.on or prev.awaiting or prev.counted_at is not None)
+            and prev.available
+            and prev.day == today
+        ):
             current, note = prev, None  # off as told, nothing to count: as observe() says
         else:
             current, note = observe(prev, fact, t, day)
