@@ -21,7 +21,7 @@ SETTLE_BELOW = 50.0
 
 
 def unsettled(
-    settling: Settling | None,
+    settling: Settling,
     rules: RuleSet,
     snapshot: Snapshot,
     total: float | None,
@@ -36,7 +36,7 @@ def unsettled(
     The confirmed ones are shown once the total AC consumption has moved their way by
     half their net draw since they were sent, or at once when that is too small to see.
     """
-    if settling is None or t - settling.since >= rules.site.settle:
+    if t - settling.since >= rules.site.settle:
         return None
     first: dict[str, Switched] = {}
     last: dict[str, Switched] = {}
