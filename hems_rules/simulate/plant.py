@@ -136,9 +136,9 @@ class Plant:
     def _meter(self, consumer_id: str, t: float) -> None:
         """The meter learns a relay's new draw when it changes (removed consumers: never)."""
         self._changed(relays=True)
-        for consumer in self.rules.consumers:
-            if consumer.id == consumer_id:
-                self.meter.record(consumer_id, self.relay(consumer_id).draw(consumer.power), t)
+        consumer = self.rules.by_id.get(consumer_id)
+        if consumer is not None:
+            self.meter.record(consumer_id, self.relay(consumer_id).draw(consumer.power), t)
 
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.inputs.update_system(values)

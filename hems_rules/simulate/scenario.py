@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hems_rules.core.controller import Controller
-from hems_rules.core.model import Decision, EngineState, Plan, Settings, Snapshot
+from hems_rules.core.model import NO_LIMIT, Decision, EngineState, Plan, Settings, Snapshot
 from hems_rules.core.timers import EARLY, idle, next_timer
 from hems_rules.errors import Problem, RulesError
 from hems_rules.ruleset import schema
@@ -129,7 +129,7 @@ def _settings(base: Settings, values: Mapping[str, Any]) -> Settings:
         elif field_name == "mode":
             changes[field_name] = int(value)
         else:
-            changes[field_name] = -1.0 if value is None else float(value)
+            changes[field_name] = NO_LIMIT if value is None else float(value)
     return replace(base, **changes)
 
 
