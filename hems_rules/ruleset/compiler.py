@@ -235,10 +235,9 @@ class _Compiler:
         )
 
     def consumer(
-        self, doc: YamlDocument, index: int, spec: dict[str, Any], site: Site, names: frozenset[str]
+        self, doc: YamlDocument, index: int, raw: dict[str, Any], site: Site, names: frozenset[str]
     ) -> Consumer | None:
         path: tuple[PathPart, ...] = ("consumers", index)
-        raw = spec
         if raw.get("dbus", {}).get("service") == HEMS_SWITCH_SERVICE:
             self.problems.append(
                 doc.problem(
