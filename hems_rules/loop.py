@@ -81,6 +81,11 @@ class EngineLoop:
         self._rules_changed: list[Callable[[RuleSet], None]] = []
         self._deadline: float | None = None  # the engine's next timer, a wall timestamp
         self._tasks = Tasks("engine", on_fatal)
+        # The inputs' change flag as an event to wait on; a change already flagged stays.
+        self._changed = asyncio.Event()
+        if inputs.changed.is_set():
+            self._changed.set()
+        inputs.changed = self._changed
 
     async def __aenter__(self) -> Self:
         # Critical: run() survives failing cycles, so if it ends anyway the process must
@@ -147,7 +152,7 @@ class EngineLoop:
     async def run(self) -> None:
         """Cycle forever: once per burst of changes, when a timer of the engine's falls
         due, and at least every loop_interval."""
-        changed = self.inputs.changed
+        changed = self._changed
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._wait()):
@@ -170,7 +175,7 @@ class EngineLoop:
         Two yields make one pass: the first lets the loop poll the sockets, whose
         callbacks are queued behind this task, the second lets those callbacks run.
         """
-        changed = self.inputs.changed
+        changed = self._changed
         deadline = time.perf_counter() + self._coalesce_limit
         while changed.is_set() and time.perf_counter() < deadline:
             changed.clear()

@@ -43,3 +43,12 @@ def test_check_loads_neither_the_app_nor_what_run_leaves_out() -> None:
 def test_the_pure_engine_loads_no_rule_file_machinery() -> None:
     modules = loaded("import hems_rules.core.controller, hems_rules.core.engine")
     assert under(modules, ("yaml", "jsonschema", "hems_rules.ruleset.compiler")) == []
+
+
+def test_the_core_and_the_simulator_load_no_io() -> None:
+    """Imports flow sources -> core -> sinks: the core (the inputs store included) and
+    the simulator stand on their own, without an event loop, a bus or a socket."""
+    core = ", ".join(f"hems_rules.core.{m}" for m in ("controller", "engine", "inputs", "timers"))
+    modules = loaded(f"import {core}, hems_rules.simulate.scenario")
+    assert under(modules, ("asyncio", "dbus_fast", "aiohttp", "aiomqtt", "sqlite3", "socket")) == []
+    assert under(modules, ("hems_rules.sources", "hems_rules.sinks", "hems_rules.loop")) == []

@@ -3,18 +3,47 @@
 Sources write here (D-Bus, MQTT, HTTP, relays reporting back); the loop reads a
 Snapshot at each cycle. Time is passed in, never read, so the simulator and the live
 loop share this store. A value older than its `stale_after` reads as unknown.
+
+Every setter that changes something sets `changed`. It is a plain flag here, so the
+pure side imports no asyncio; the live loop swaps in an asyncio.Event to wait on.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Protocol
 
 from hems_rules.core.model import UNAVAILABLE, DeviceFact, Settings, Snapshot
 from hems_rules.ruleset.rules import RuleSet
 
 SystemValue = float | str | None
+
+
+class ChangeFlag(Protocol):
+    """What `Inputs.changed` must do: an asyncio.Event does it, and so does `Flag`."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def clear(self) -> None: ...
+
+
+class Flag:
+    """A change flag for whoever polls it (the simulator)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def clear(self) -> None:
+        self._set = False
 
 
 class Inputs:
@@ -30,7 +59,7 @@ class Inputs:
         self.max_charge_voltage: float | None = None
         self.hub4_mode: int | None = None
         self._variables: dict[str, tuple[float | None, float]] = {}
-        self.changed = asyncio.Event()
+        self.changed: ChangeFlag = Flag()
 
     def _touch(self, changed: bool) -> None:
         if changed:
