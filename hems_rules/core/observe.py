@@ -1,8 +1,8 @@
 """Step 1 of a cycle: what the relays report, and which consumers are under control.
 
-Facts over intentions (DESIGN §5.8): a relay is in the state its Shelly reports; a
-command it has not confirmed within COMMAND_TIMEOUT is given up. Control (§5.6) is
-Mode 1, Auto 1 and an `auto_when` that holds.
+Facts over intentions (DESIGN §5.8): a relay is in the state it reports (a Shelly, or a
+`dbus:` output); a command it has not confirmed within COMMAND_TIMEOUT is given up.
+Control (§5.6) is Mode 1, Auto 1 and an `auto_when` that holds.
 """
 
 from __future__ import annotations

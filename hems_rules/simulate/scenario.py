@@ -1,9 +1,11 @@
 """Scenarios: the public test language, run against the real engine in virtual time.
 
 A scenario is a timeline of changes to the simulated world and a list of expectations.
-Cycles run as they do live: on every change (after the debounce), at least every
-`loop_interval`, and again after relays report that they switched. No sleeping: a
-simulated day runs in seconds.
+Cycles run DEBOUNCE after every change (live, a change is decided within milliseconds;
+the fixed delay keeps the printed times stable), again DEBOUNCE after relays report
+that they switched, and every `loop_interval`. An engine timer (a min_on that ends, a
+settle that passes) is seen by the next of these cycles; live, the loop wakes for it.
+No sleeping: a simulated day runs in seconds.
 
 A scenario file is checked whole before anything runs (schema/scenario.schema.json,
 then the names it uses and the work its span implies): every mistake is a located
