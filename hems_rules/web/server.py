@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -278,9 +279,14 @@ class StatusPage:
         wanted = request.query.get("date")
         try:
             day = date.fromisoformat(wanted) if wanted else (days[-1] if days else None)
-            resolution = float(request.query.get("resolution", RESOLUTION))
         except ValueError:
             return web.json_response({"error": "date is YYYY-MM-DD"}, status=400)
+        try:
+            resolution = float(request.query.get("resolution", RESOLUTION))
+        except ValueError:
+            resolution = math.nan
+        if not math.isfinite(resolution):
+            return web.json_response({"error": "resolution is a number of seconds"}, status=400)
         if day is None:
             return web.json_response({"error": "nothing recorded yet", "days": []}, status=404)
         recording = await self.history.read(day)
