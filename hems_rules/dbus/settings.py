@@ -91,6 +91,13 @@ def instance_of(class_and_instance: str) -> int:
     return int(class_and_instance.rpartition(":")[2])
 
 
+async def device_instance(settings: SettingsClient, path: str, wanted: str) -> int:
+    """The instance localsettings gives the ClassAndVrmInstance at `path` for
+    `wanted` ("class:preferred"): the preferred one, or the next free one."""
+    values = await settings.add([Setting(path, Variant("s", wanted))])
+    return instance_of(str(values[path]))
+
+
 async def follow_instance(
     settings: SettingsClient, path: str, service: BusService, tasks: Tasks
 ) -> Watch:

@@ -33,7 +33,7 @@ from dbus_fast import Variant
 from hems_rules.core.inputs import Inputs
 from hems_rules.core.model import CycleResult
 from hems_rules.dbus.service import BusService
-from hems_rules.dbus.settings import Setting, SettingsClient, follow_instance, instance_of
+from hems_rules.dbus.settings import Setting, SettingsClient, device_instance, follow_instance
 from hems_rules.dbus.variants import Value
 from hems_rules.ruleset.rules import HEMS_SWITCH_SERVICE, PHASES, Consumer, RuleSet
 from hems_rules.sinks.device_numbers import DeviceNumbers
@@ -89,13 +89,6 @@ USER_SETTINGS = {
         UserSetting("ShowUIControl", Variant("i", 1), _show_ui, Variant("i", 0), Variant("i", 6)),
     )
 }
-
-
-async def device_instance(settings: SettingsClient, path: str, wanted: str) -> int:
-    """The instance localsettings gives us for `class:preferred`."""
-    values = await settings.add([Setting(path, Variant("s", wanted))])
-    allocated = str(values[path])
-    return instance_of(allocated)
 
 
 def _number(path: str) -> int:

@@ -23,10 +23,9 @@ from typing import Self
 from hems_rules.core.model import CycleResult
 from hems_rules.dbus.client import Watch
 from hems_rules.dbus.service import BusService
-from hems_rules.dbus.settings import SettingsClient, follow_instance
+from hems_rules.dbus.settings import SettingsClient, device_instance, follow_instance
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import RuleSet
-from hems_rules.sinks.switch_service import device_instance
 from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
