@@ -30,7 +30,8 @@ from hems_rules.dbus.client import open_client
 from hems_rules.dbus.settings import SettingsClient
 from hems_rules.errors import RulesError
 from hems_rules.health import Faults
-from hems_rules.loop import EngineLoop, Publisher, local_now
+from hems_rules.localtime import local_now
+from hems_rules.loop import EngineLoop, Publisher
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.watch import RulesWatcher
 from hems_rules.shelly.relays import Address, direct
