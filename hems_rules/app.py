@@ -86,7 +86,6 @@ class SwitchControl:
 
     service: SwitchService
     numbers: DeviceNumbers
-    manual: bool = True  # on/off by hand while Auto is 0, as the GX's switch pane allows
 
     def set_auto(self, consumer_id: str, value: int) -> bool:
         number = self.numbers.numbers.get(consumer_id)

@@ -55,13 +55,7 @@ SECURITY = {
 
 
 class Control(Protocol):
-    """What the app lets the page do; the writes return False when they were refused.
-
-    `manual` says whether on/off by hand (while Auto is 0) exists at all.
-    """
-
-    @property
-    def manual(self) -> bool: ...
+    """What the app lets the page do; the writes return False when they were refused."""
 
     def set_auto(self, consumer_id: str, value: int) -> bool: ...
 
@@ -193,8 +187,9 @@ class StatusPage:
             return None
         if self._cached is not None and self._cached[0] == self._version:
             return self._cached[1]
-        control = self.control
-        extra = {"control": control is not None, "manual": control is not None and control.manual}
+        # On/off by hand (while Auto is 0) comes with control, as in the GX's switch pane.
+        control = self.control is not None
+        extra = {"control": control, "manual": control}
         view = live(
             record.plan,
             record.snapshot,
@@ -314,8 +309,6 @@ class StatusPage:
             on = body.get("on")
             if not isinstance(on, bool):
                 raise Refused(400, "on must be true or false")
-            if not control.manual:
-                raise Refused(409, "on/off by hand is not available in this version: use Auto")
             record = self._record
             auto = record.snapshot.auto.get(consumer_id, 1) if record else 1
             if auto:
