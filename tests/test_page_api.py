@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -32,3 +33,19 @@ async def test_a_resolution_that_is_not_a_finite_number_is_a_clear_400(tmp_path:
             async with http.get(base, params={"resolution": wrong}) as reply:
                 assert reply.status == 400, wrong
                 assert "resolution" in (await reply.json())["error"], wrong
+
+
+async def test_the_page_closes_at_once_while_a_browser_follows_it_live(tmp_path: Path) -> None:
+    day = Day()
+    page = StatusPage(PageConfig(port=0, bind="127.0.0.1"), day.rules)
+    async with aiohttp.ClientSession() as http:
+        await page.__aenter__()
+        try:
+            page.publish(day.cycle())
+            async with http.get(f"http://127.0.0.1:{page.port}/api/live") as live:
+                first = await asyncio.wait_for(live.content.readline(), 5)
+                assert first.startswith(b"data: {")
+                await asyncio.wait_for(page.__aexit__(None, None, None), 5)
+                assert page.port is None
+        finally:
+            await page.__aexit__(None, None, None)

@@ -261,8 +261,8 @@ class StatusPage:
                     await asyncio.wait_for(wake.wait(), KEEPALIVE)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the browser went away: nothing to tell it
         finally:
             self._streams.discard(response)
         return response
