@@ -113,7 +113,6 @@ class SwitchService:
         self.service = BusService(SERVICE, address)
         self._rules = rules
         self._command = command
-        self._names: dict[str, str] = {}  # the rules' name of each consumer
         self._lock = asyncio.Lock()  # one reload's paths at a time
         self._tasks = Tasks("switch service")
 
@@ -184,7 +183,6 @@ class SwitchService:
 
     def _add_consumer(self, consumer: Consumer, n: int, stored: dict[str, Value]) -> None:
         """Its paths, or for a consumer that has them, its name and priority from the rules."""
-        self._names[consumer.id] = consumer.name
         device, output = f"/Devices/{n}", f"/SwitchableOutput/{n}"
         s = self.service
         if f"{device}/S2/Auto" in s.items:  # its Auto and settings are live already
@@ -273,8 +271,9 @@ class SwitchService:
         if user.leaf == "CustomName":
             assert isinstance(value, str)
             self.inputs.set_name(consumer_id, value)
-            name = value or self._names[consumer_id]
-            self.service.set(f"/Devices/{_number(path)}/Name", name)
+            n = _number(path)
+            name = value or self.service[f"/SwitchableOutput/{n}/Name"]  # the rules' name
+            self.service.set(f"/Devices/{n}/Name", name)
         self._persist_later(user.setting(consumer_id).path, Variant(user.default.signature, value))
         return True
 
