@@ -30,7 +30,8 @@ from hems_rules.dbus.client import open_client
 from hems_rules.dbus.settings import SettingsClient
 from hems_rules.errors import RulesError
 from hems_rules.health import Faults
-from hems_rules.loop import EngineLoop, Publisher, local_now
+from hems_rules.localtime import local_now
+from hems_rules.loop import EngineLoop, Publisher
 from hems_rules.ruleset import RuleSet, load_rules
 from hems_rules.ruleset.watch import RulesWatcher
 from hems_rules.shelly.relays import Address, direct
@@ -85,7 +86,6 @@ class SwitchControl:
 
     service: SwitchService
     numbers: DeviceNumbers
-    manual: bool = True  # on/off by hand while Auto is 0, as the GX's switch pane allows
 
     def set_auto(self, consumer_id: str, value: int) -> bool:
         number = self.numbers.numbers.get(consumer_id)

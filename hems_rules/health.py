@@ -64,14 +64,10 @@ class Health:
     ) -> None:
         self.name = name
         self.failures = 0  # in a row
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # the failure now, None while it works
         self._log = logger
         self._faults = faults
         self._told: tuple[str, ...] | None = None  # the failure last logged
-
-    @property
-    def failing(self) -> bool:
-        return self.failures > 0
 
     def failed(self, error: BaseException) -> bool:
         """Count a failure; True when it was logged (a new failure, or a new kind of one)."""

@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol, Self
 
-from hems_rules import localtime
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import Inputs
 from hems_rules.core.model import CycleResult, Plan
 from hems_rules.core.timers import next_timer
+from hems_rules.localtime import local_now
 from hems_rules.ruleset.rules import RuleSet
 from hems_rules.tasks import Fatal, Tasks
 
@@ -48,10 +48,6 @@ class RelaySink(Protocol):
 
 class Publisher(Protocol):
     def publish(self, result: CycleResult) -> None: ...
-
-
-def local_now() -> datetime:
-    return localtime.local_now()  # in the GX's zone, so that a DST change is seen
 
 
 class EngineLoop:

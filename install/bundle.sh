@@ -1,7 +1,8 @@
 #!/bin/sh
-# Build dist/hems-rules-gx-<arch>.tar.gz for a GX: the app (with its example rules), its
-# schema, the installer, and in lib/ the Python packages Venus OS lacks. dbus-fast and
-# aiohttp come with Venus OS (v3.70+) and are not bundled. Needs PyPI; run it on a PC.
+# Build dist/hems-rules-gx-<version>-<arch>.tar.gz for a GX: the app (with its example
+# rules), its schema, the installer, and in lib/ the Python packages Venus OS lacks.
+# dbus-fast and aiohttp come with Venus OS (v3.70+) and are not bundled. Needs PyPI; run
+# it on a PC.
 #   install/bundle.sh [armv7l|aarch64]...   (default: both)
 #   install/bundle.sh --lib DIR             the same lib/ for the running $PYTHON into DIR
 #                                           (what the Venus-stack tests run on)

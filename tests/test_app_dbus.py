@@ -221,6 +221,12 @@ async def test_inverter_power_override_and_fake_bms(rig: Rig) -> None:
     name = await rig.value(reservation, "/CustomName")
     assert name == "HEMS reservation 1000 W (OK)"
     assert await rig.value(reservation, "/Soc") == 100.0  # 1200 W charging >= 1000 W reserved
+    for path, written in (("/Soc", 5.0), ("/Dc/0/Power", 5.0), ("/CustomName", "mine")):
+        refused = await rig.client.set_value(
+            reservation, path, Variant("s" if path == "/CustomName" else "d", written)
+        )
+        assert refused != 0, f"{path}: display only, a write is refused, not taken and undone"
+    assert await rig.value(reservation, "/Soc") == 100.0
     items = await rig.client.get_items(reservation)
     assert not any(p.startswith("/Info/") for p in items), "never a DVCC charge-control path"
     heater_bms = await rig.client.get_items("com.victronenergy.battery.hems_heater")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from hems_rules.dbus.client import BusClient, Values
 from hems_rules.dbus.connection import connect
 from hems_rules.dbus.service import BusService
+from hems_rules.dbus.settings import SETTINGS, SettingsClient
 from tests.bus import DbusDaemon, match_rules
 from tests.conftest import wait_until
 
@@ -54,3 +59,20 @@ async def test_closed_watches_stay_quiet_and_leave_no_match_rules(
         assert client.scans == 31, "each first watch scans; the second shares its scan"
         assert await match_rules(client) == 3
         client.bus.disconnect()
+
+
+async def test_settings_that_leave_are_logged_once_however_many_follow_them(
+    dbus_daemon: DbusDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with BusService(SETTINGS, dbus_daemon.address) as settings:
+        settings.add("/Settings/HEMS/Mode", 1)
+        settings.add("/Settings/Devices/hems_switch/ClassAndVrmInstance", "switch:815")
+        client = BusClient(await connect(dbus_daemon.address))
+        follower = SettingsClient(client)
+        for path in settings.items:
+            await follower.follow([path], lambda values: None)
+    await wait_until(lambda: "left" in caplog.text, what="the settings leaving")
+    left = [r for r in caplog.records if SETTINGS in r.getMessage() and "left" in r.getMessage()]
+    assert len(left) == 1, [r.getMessage() for r in left]
+    client.bus.disconnect()

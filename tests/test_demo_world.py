@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+from dbus_fast import NameFlag
+
 from hems_rules.core.inputs import Inputs
-from hems_rules.demo.demo import METER_LAG, DemoWorld, Relays
+from hems_rules.dbus.connection import connect
+from hems_rules.dbus.service import DbusError
+from hems_rules.demo.demo import METER_LAG, DemoWorld, Relays, run_demo
 from hems_rules.demo.gx import SimulatedSystem
 from hems_rules.demo.shelly_emulator import EmulatedShelly
+from tests.bus import DbusDaemon
 from tests.conftest import rules_from
 
 CONSUMPTION = "/Ac/Consumption/L1/Power"
@@ -31,3 +41,27 @@ async def test_the_simulated_meter_shows_a_switched_relay_late() -> None:
         t[0] = METER_LAG
         world.meter()
         assert system[CONSUMPTION] == 1300.0
+
+
+async def test_an_appliance_that_cannot_start_ends_the_demo_at_once_saying_why(
+    dbus_daemon: DbusDaemon, tmp_path: Path
+) -> None:
+    """Not a silent wait for a start that never comes: the cause, in seconds."""
+    (tmp_path / "rules.yaml").write_text(
+        "site: {phases: 1}\nconsumers:\n  - {id: h, shelly: {host: h.invalid}, power: 1000}\n"
+    )
+    squatter = await connect(dbus_daemon.address)
+    try:
+        await squatter.request_name("com.victronenergy.switch.hems", NameFlag.DO_NOT_QUEUE)
+        demo = run_demo(
+            tmp_path,
+            duration=60,
+            out=io.StringIO(),
+            bus_address=dbus_daemon.address,
+            history=None,
+            port=None,
+        )
+        with pytest.raises(DbusError, match="already taken"):
+            await asyncio.wait_for(demo, 10)
+    finally:
+        squatter.disconnect()

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from hems_rules.history.recording import Batch, Event, Recording, local_day
 from hems_rules.history.sampler import MAX_HOLD, Sampler
 from hems_rules.history.store import HistoryStore
 from hems_rules.ruleset.rules import HistoryConfig
+from tests.conftest import wait_until
 from tests.history_rig import Day
 
 
@@ -351,3 +352,28 @@ def test_a_batch_seen_both_stored_and_pending_counts_once() -> None:
     recording.sort_events()
     assert [e.subject for e in recording.events] == ["a", "b", "c"]
     assert recording.column("pv")[:3] == [1.0, 2.0, None]
+
+
+async def test_a_flush_that_fails_unexpectedly_is_logged_and_writing_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in one flush (not a disk error) must not end the history's writes for good."""
+    day = Day()
+    config = HistoryConfig(path=str(tmp_path / "history"))
+    async with Recorder(config, day.rules, flush_every=0.05) as recorder:
+        write, calls = recorder.store.write, []
+
+        def flaky(batches: Iterable[Batch]) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in the first write")
+            write(batches)
+
+        recorder.store.write = flaky  # type: ignore[method-assign]
+
+        def cycling() -> bool:
+            recorder.publish(day.cycle(seconds=5.0))  # the loop goes on cycling meanwhile
+            return len(calls) >= 2
+
+        await wait_until(cycling, 10, "a second flush after the failed one")
+    assert "a bug in the first write" in caplog.text

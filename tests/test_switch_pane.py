@@ -200,6 +200,8 @@ async def test_custom_name_is_shown_and_survives_a_restart(pane: Pane) -> None:
     assert await pane.get(f"/SwitchableOutput/{n}/Name") == "Heater", "the rules' name stays"
     assert await pane.get("/CustomName") == "Energy manager"
     assert app.inputs.snapshot(0.0).name("heater", "Heater") == "Boiler rod"
+    assert await pane.set(name, Variant("s", "")) == 0
+    assert await pane.get(f"/Devices/{n}/Name") == "Heater", "cleared: the rules' name again"
 
 
 async def test_wrong_writes_to_every_writable_path_are_refused_and_change_nothing(

@@ -29,6 +29,7 @@ from hems_rules.tasks import Tasks
 log = logging.getLogger(__name__)
 
 DBUS = "org.freedesktop.DBus"
+DBUS_PATH = "/org/freedesktop/DBus"
 Values = dict[str, Value]
 
 
@@ -98,20 +99,10 @@ class BusClient:
         self.bus.disconnect()
 
     async def _dbus(self, member: str, signature: str, body: list[object]) -> list[object]:
-        reply = await self.bus.call(
-            Message(
-                destination=DBUS,
-                path="/org/freedesktop/DBus",
-                interface=DBUS,
-                member=member,
-                signature=signature,
-                body=body,
-            )
+        """A call to the bus daemon itself."""
+        return await self.call(
+            DBUS, DBUS_PATH, member, signature=signature, body=body, interface=DBUS
         )
-        assert reply is not None
-        if reply.message_type == MessageType.ERROR:
-            raise DBusError(reply.error_name or "error", str(reply.body))
-        return list(reply.body)
 
     async def owner(self, service: str) -> str:
         try:
@@ -219,7 +210,7 @@ class BusClient:
             sent = self.bus.send(
                 Message(
                     destination=DBUS,
-                    path="/org/freedesktop/DBus",
+                    path=DBUS_PATH,
                     interface=DBUS,
                     member="RemoveMatch",
                     signature="s",

@@ -80,15 +80,28 @@ class SettingsClient:
         return await self.client.set_value(SETTINGS, path, value) == 0
 
     async def follow(self, paths: Sequence[str], on_change: Callable[[Values], None]) -> Watch:
-        """Call `on_change` with the watched paths now and whenever any of them changes."""
-        return await self.client.watch(
-            SETTINGS, on_change, lambda: log.warning("%s left", SETTINGS), paths=paths
-        )
+        """Call `on_change` with the watched paths now and whenever any of them changes.
+
+        While localsettings is away the values last read stand (the bus client logs its
+        leaving once, and its return brings a fresh scan).
+        """
+        return await self.client.watch(SETTINGS, on_change, _stand, paths=paths)
+
+
+def _stand() -> None:
+    """Settings keep their last values while localsettings is away."""
 
 
 def instance_of(class_and_instance: str) -> int:
     """The DeviceInstance in a ClassAndVrmInstance value such as "switch:815"."""
     return int(class_and_instance.rpartition(":")[2])
+
+
+async def device_instance(settings: SettingsClient, path: str, wanted: str) -> int:
+    """The instance localsettings gives the ClassAndVrmInstance at `path` for
+    `wanted` ("class:preferred"): the preferred one, or the next free one."""
+    values = await settings.add([Setting(path, Variant("s", wanted))])
+    return instance_of(str(values[path]))
 
 
 async def follow_instance(

@@ -51,6 +51,7 @@ from hems_rules.ruleset.rules import (
 )
 from hems_rules.simulate.day import Cloud, SolarDay
 from hems_rules.simulate.meter import LaggingMeter
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -357,20 +358,21 @@ async def _run(
         )
         day.apply(0.0, world)
         stop = asyncio.Event()
-        running = asyncio.create_task(app.run(stop), name="hems-rules")
-        metering = asyncio.create_task(world.follow_relays(), name="demo-meter")
-        stack.callback(metering.cancel)
-        await asyncio.wait_for(app.ready.wait(), 30)
-        assert app.loop is not None
-        settings.set("/Settings/HEMS/Mode", 1)  # as `dbus -y ... SetValue 1` would
-        if app.page_port is not None:
-            out.write(f"status page: http://127.0.0.1:{app.page_port}/\n")
-        if rules.site.history is not None:
-            out.write(f"history: {rules.site.history.path} (hems-rules replay reads it)\n")
-        out.flush()
-        started, shown = time.monotonic(), 0.0
-        tty = out.isatty()
-        try:
+        tasks = await stack.enter_async_context(Tasks("demo"))
+        tasks.keep_running("meter", world.follow_relays)
+
+        async def show() -> None:
+            """The day on the screen until `duration` has passed; then the app stops."""
+            await app.ready.wait()
+            assert app.loop is not None
+            settings.set("/Settings/HEMS/Mode", 1)  # as `dbus -y ... SetValue 1` would
+            if app.page_port is not None:
+                out.write(f"status page: http://127.0.0.1:{app.page_port}/\n")
+            if rules.site.history is not None:
+                out.write(f"history: {rules.site.history.path} (hems-rules replay reads it)\n")
+            out.flush()
+            started, shown = time.monotonic(), 0.0
+            tty = out.isatty()
             while duration is None or time.monotonic() - started < duration:
                 day.apply(clock.seconds(), world)
                 await world.publish()
@@ -384,8 +386,12 @@ async def _run(
                 # Often enough that no variable goes stale between two updates.
                 await asyncio.sleep(min(0.25, 5 / speed))
             out.write(render(app.loop, world, day, clock) + "\n\n")
-        finally:
             stop.set()
-            await asyncio.wait_for(running, 30)
-        out.write(f"demo ended after {app.loop.cycles} cycles\n")
-    return 0
+
+        # The appliance runs in this task, so a failure to start (or to go on) ends the
+        # demo at once with its own error or exit code; the screen stops with it.
+        tasks.spawn(show(), name="demo-screen")
+        code = await app.run(stop)
+        if app.loop is not None:
+            out.write(f"demo ended after {app.loop.cycles} cycles\n")
+    return code

@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
 
-from dbus_fast import Message, Variant
+from dbus_fast import Message
 
 from hems_rules.dbus.client import open_client
 from hems_rules.dbus.service import BusService
-from hems_rules.dbus.settings import Setting, SettingsClient, instance_of
+from hems_rules.dbus.settings import SettingsClient, device_instance
 from hems_rules.dbus.variants import Value, unwrap
 from hems_rules.tasks import Tasks
 
@@ -88,9 +88,8 @@ class EmulatedSwitchService(BusService):
         suffix = self.name.split(".", 3)[3]
         path = f"/Settings/Devices/{suffix}/ClassAndVrmInstance"
         async with open_client(self.address) as client:
-            settings = SettingsClient(client)
-            values = await settings.add([Setting(path, Variant("s", f"{self.kind}:50"))])
-        self.add_mandatory("dbus-shelly (emulated)", instance_of(str(values[path])), "", "")
+            instance = await device_instance(SettingsClient(client), path, f"{self.kind}:50")
+        self.add_mandatory("dbus-shelly (emulated)", instance, "", "")
         self.set("/ProductId", PRODUCT_ID_SHELLY_SWITCH)
         self.set("/ProductName", "Shelly switch")
         self.set("/Mgmt/Connection", "127.0.0.1")

@@ -36,6 +36,7 @@ from hems_rules.history.recording import (
 from hems_rules.history.sampler import Sampler
 from hems_rules.history.store import HistoryStore, is_corrupt
 from hems_rules.ruleset.rules import HistoryConfig, RuleSet
+from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +137,17 @@ class Recorder:
         self._pruned = -PRUNE_EVERY
         self._latest: float | None = None  # the wall time of the last cycle
         self._executor: ThreadPoolExecutor | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = Tasks("history")
 
     async def __aenter__(self) -> Recorder:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="history")
-        self._task = asyncio.create_task(self._flush_forever(), name="history")
+        # A flush that fails in a way the store does not expect (a bug) is logged and the
+        # writer restarts: the history must not stop for good while control goes on.
+        self._tasks.keep_running("writer", self._flush_forever)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._tasks.aclose()
         await self.flush(everything=True)
         await self._in_thread(self.store.close)
         if self._executor is not None:

@@ -33,7 +33,7 @@ from dbus_fast import Variant
 from hems_rules.core.inputs import Inputs
 from hems_rules.core.model import CycleResult
 from hems_rules.dbus.service import BusService
-from hems_rules.dbus.settings import Setting, SettingsClient, follow_instance, instance_of
+from hems_rules.dbus.settings import Setting, SettingsClient, device_instance, follow_instance
 from hems_rules.dbus.variants import Value
 from hems_rules.ruleset.rules import HEMS_SWITCH_SERVICE, PHASES, Consumer, RuleSet
 from hems_rules.sinks.device_numbers import DeviceNumbers
@@ -91,13 +91,6 @@ USER_SETTINGS = {
 }
 
 
-async def device_instance(settings: SettingsClient, path: str, wanted: str) -> int:
-    """The instance localsettings gives us for `class:preferred`."""
-    values = await settings.add([Setting(path, Variant("s", wanted))])
-    allocated = str(values[path])
-    return instance_of(allocated)
-
-
 def _number(path: str) -> int:
     """n of /Devices/<n>/... and /SwitchableOutput/<n>/..."""
     return int(path.split("/")[2])
@@ -120,7 +113,6 @@ class SwitchService:
         self.service = BusService(SERVICE, address)
         self._rules = rules
         self._command = command
-        self._names: dict[str, str] = {}  # the rules' name of each consumer
         self._lock = asyncio.Lock()  # one reload's paths at a time
         self._tasks = Tasks("switch service")
 
@@ -191,7 +183,6 @@ class SwitchService:
 
     def _add_consumer(self, consumer: Consumer, n: int, stored: dict[str, Value]) -> None:
         """Its paths, or for a consumer that has them, its name and priority from the rules."""
-        self._names[consumer.id] = consumer.name
         device, output = f"/Devices/{n}", f"/SwitchableOutput/{n}"
         s = self.service
         if f"{device}/S2/Auto" in s.items:  # its Auto and settings are live already
@@ -280,8 +271,9 @@ class SwitchService:
         if user.leaf == "CustomName":
             assert isinstance(value, str)
             self.inputs.set_name(consumer_id, value)
-            name = value or self._names[consumer_id]
-            self.service.set(f"/Devices/{_number(path)}/Name", name)
+            n = _number(path)
+            name = value or self.service[f"/SwitchableOutput/{n}/Name"]  # the rules' name
+            self.service.set(f"/Devices/{n}/Name", name)
         self._persist_later(user.setting(consumer_id).path, Variant(user.default.signature, value))
         return True
 

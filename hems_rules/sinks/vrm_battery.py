@@ -23,10 +23,9 @@ from typing import Self
 from hems_rules.core.model import CycleResult
 from hems_rules.dbus.client import Watch
 from hems_rules.dbus.service import BusService
-from hems_rules.dbus.settings import SettingsClient, follow_instance
+from hems_rules.dbus.settings import SettingsClient, device_instance, follow_instance
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import RuleSet
-from hems_rules.sinks.switch_service import device_instance
 from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
@@ -38,9 +37,11 @@ FIRST_INSTANCE = 200
 def _battery(name: str, address: str | None, instance: int, product: str) -> BusService:
     service = BusService(PREFIX + name, address)
     service.add_mandatory("hems-rules", instance, product, "HEMS")
-    service.add("/CustomName", product, kind=str, writable=True)
-    service.add("/Soc", 0.0, kind=float, writable=True, unit="%")
-    service.add("/Dc/0/Power", 0.0, kind=float, writable=True, unit="W")
+    # Read-only, the name included: each cycle rewrites them, so a write taken (SetValue
+    # 0) would be undone a moment later; refused, the GX's UI and Node-RED know at once.
+    service.add("/CustomName", product, kind=str)
+    service.add("/Soc", 0.0, kind=float, unit="%")
+    service.add("/Dc/0/Power", 0.0, kind=float, unit="W")
     service.add("/Dc/0/Voltage", 0.0, kind=float, unit="V")
     service.add("/Dc/0/Current", 0.0, kind=float, unit="A")
     return service

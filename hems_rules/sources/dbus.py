@@ -17,7 +17,7 @@ from dbus_fast import Variant
 from hems_rules.core.inputs import Inputs
 from hems_rules.core.model import NO_LIMIT, Settings
 from hems_rules.dbus.client import BusClient, Values, Watch
-from hems_rules.dbus.settings import Setting, SettingsClient
+from hems_rules.dbus.settings import SETTINGS, Setting, SettingsClient
 from hems_rules.errors import ExpressionError
 from hems_rules.expressions import RESERVATION_NAMES, compile_expression
 from hems_rules.numbers import number
@@ -27,7 +27,6 @@ from hems_rules.tasks import Tasks
 log = logging.getLogger(__name__)
 
 SYSTEM = "com.victronenergy.system"
-SETTINGS = "com.victronenergy.settings"
 HUB4_MODE = "/Settings/CGwacs/Hub4Mode"
 MODE = "/Settings/HEMS/Mode"
 EQUATION = "/Settings/HEMS/BatteryReservationEquation"
@@ -129,16 +128,17 @@ class HemsSettings:
     def __init__(self, settings: SettingsClient, inputs: Inputs) -> None:
         self.settings = settings
         self.inputs = inputs
-        self.equation_error: str | None = None
+        self._watch: Watch | None = None
 
     async def __aenter__(self) -> Self:
         values = await self.settings.add(HEMS_SETTINGS)
         self._apply(values)
-        await self.settings.follow([s.path for s in HEMS_SETTINGS], self._apply)
+        self._watch = await self.settings.follow([s.path for s in HEMS_SETTINGS], self._apply)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        return None
+        if self._watch is not None:
+            self._watch.close()
 
     def _apply(self, values: Values) -> None:
         current = self.inputs.settings
@@ -159,16 +159,17 @@ class HemsSettings:
             log.info("HEMS settings: %s", self.inputs.settings)
 
     def _check(self, text: str) -> None:
-        self.equation_error = None
+        """Say once, when it is set, why an equation is refused (the engine refuses it
+        too, on every cycle, and shows it on /Hems/BatteryReservationError)."""
         if not text.strip():
             return
         try:
             compile_expression(text, RESERVATION_NAMES)
         except ExpressionError as err:
-            self.equation_error = f"{text[:60]!r}: {err}"
             log.warning(
-                "BatteryReservationEquation refused, secondaries stop until it is fixed: %s",
-                self.equation_error,
+                "BatteryReservationEquation refused, secondaries stop until it is fixed: %r: %s",
+                text[:60],
+                err,
             )
 
 

@@ -59,22 +59,16 @@ class HttpPoller:
         report: Report,
         *,
         timeout: float = 4.0,
-        url: str | None = None,
         faults: Faults | None = None,
     ) -> None:
         self.name = name
         self.source = source
-        self.url = url or source.url
+        self.url = source.url
         self._session = session
         self._report = report
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._auth = DigestAuth(source.user, source.password) if source.password else None
         self.health = Health(f"{name} (HTTP {urlsplit(self.url).netloc})", log, faults)
-
-    @property
-    def failures(self) -> int:
-        """Failed polls in a row."""
-        return self.health.failures
 
     async def run(self) -> None:
         try:
@@ -90,7 +84,9 @@ class HttpPoller:
         except Exception as err:
             self.health.failed(_mapped(err))
             if self.health.failures == FAILURES_BEFORE_UNKNOWN:
-                log.warning("%s is unknown after %d failed polls", self.name, self.failures)
+                log.warning(
+                    "%s is unknown after %d failed polls", self.name, FAILURES_BEFORE_UNKNOWN
+                )
                 self._report(self.name, None)
             return
         self.health.ok()

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,13 +55,7 @@ SECURITY = {
 
 
 class Control(Protocol):
-    """What the app lets the page do; the writes return False when they were refused.
-
-    `manual` says whether on/off by hand (while Auto is 0) exists at all.
-    """
-
-    @property
-    def manual(self) -> bool: ...
+    """What the app lets the page do; the writes return False when they were refused."""
 
     def set_auto(self, consumer_id: str, value: int) -> bool: ...
 
@@ -192,8 +187,9 @@ class StatusPage:
             return None
         if self._cached is not None and self._cached[0] == self._version:
             return self._cached[1]
-        control = self.control
-        extra = {"control": control is not None, "manual": control is not None and control.manual}
+        # On/off by hand (while Auto is 0) comes with control, as in the GX's switch pane.
+        control = self.control is not None
+        extra = {"control": control, "manual": control}
         view = live(
             record.plan,
             record.snapshot,
@@ -265,8 +261,8 @@ class StatusPage:
                     await asyncio.wait_for(wake.wait(), KEEPALIVE)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+        except ConnectionError:
+            pass  # the browser went away: nothing to tell it
         finally:
             self._streams.discard(response)
         return response
@@ -278,9 +274,14 @@ class StatusPage:
         wanted = request.query.get("date")
         try:
             day = date.fromisoformat(wanted) if wanted else (days[-1] if days else None)
-            resolution = float(request.query.get("resolution", RESOLUTION))
         except ValueError:
             return web.json_response({"error": "date is YYYY-MM-DD"}, status=400)
+        try:
+            resolution = float(request.query.get("resolution", RESOLUTION))
+        except ValueError:
+            resolution = math.nan
+        if not math.isfinite(resolution):
+            return web.json_response({"error": "resolution is a number of seconds"}, status=400)
         if day is None:
             return web.json_response({"error": "nothing recorded yet", "days": []}, status=404)
         recording = await self.history.read(day)
@@ -308,8 +309,6 @@ class StatusPage:
             on = body.get("on")
             if not isinstance(on, bool):
                 raise Refused(400, "on must be true or false")
-            if not control.manual:
-                raise Refused(409, "on/off by hand is not available in this version: use Auto")
             record = self._record
             auto = record.snapshot.auto.get(consumer_id, 1) if record else 1
             if auto:
