@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot
-from hems_rules.core.observe import Entry, draw
+from hems_rules.core.observe import Entry
 from hems_rules.core.reasons import HELD_OFF, HELD_ON, Code, Reason, seconds
 from hems_rules.core.surplus import EPSILON, Pool, Reservation
-from hems_rules.ruleset.rules import Consumer, Phase, RuleSet
-
-Shares = tuple[tuple[Phase, float], ...]  # a load's draw, split over the phases
+from hems_rules.ruleset.rules import Consumer, Phase, RuleSet, Shares
 
 
 class Allocation:
@@ -251,8 +249,9 @@ class Allocation:
         """A due consumer runs; only the inverter limit and min_off stop it."""
         consumer, state = entry.consumer, entry.state
         note = self.due[consumer.id]
-        power = draw(consumer, entry.fact) if state.on else consumer.power
-        shares = consumer.shares(power)
+        power, shares = entry.power, entry.shares
+        if not state.on:
+            power, shares = consumer.power, consumer.nominal
         over = self.over_limit(shares, starting=not state.on)
         min_off = 0.0 if state.on else self.held(state, consumer.min_off)
         if over is not None and state.on:
@@ -286,7 +285,7 @@ class Allocation:
             state = entry.state
             if state.on:
                 consumer = entry.consumer
-                running.append((consumer.id, consumer.shares(draw(consumer, entry.fact))))
+                running.append((consumer.id, entry.shares))
                 at, min_on = state.switched_at, consumer.min_on
                 if at is not None and min_on > 0 and at + min_on > t and consumer.id not in due:
                     held[consumer.id] = at + min_on - t
@@ -353,14 +352,10 @@ class Allocation:
                 self.run_due(entry)
             elif shed and consumer_id in shed:
                 self.record(entry, False, Reason(Code.SHED, (shed[consumer_id],)))
-                if (
-                    self.over_limit(consumer.shares(draw(consumer, entry.fact)), starting=False)
-                    is None
-                ):
+                if self.over_limit(entry.shares, starting=False) is None:
                     needless.append(consumer_id)
             elif consumer_id in held:
-                power = draw(consumer, entry.fact)
-                shares = consumer.shares(power)
+                power, shares = entry.power, entry.shares
                 held_later = self.held_later
                 for phase, share in shares:  # it is no longer further down
                     held_later[phase] = held_later.get(phase, 0.0) - share
@@ -381,8 +376,7 @@ class Allocation:
 
     def keep_or_stop(self, entry: Entry) -> None:
         consumer, state = entry.consumer, entry.state
-        power = draw(consumer, entry.fact)
-        shares = consumer.shares(power)
+        power, shares = entry.power, entry.shares
         over = self.over_limit(shares, starting=False)
         if over is not None:
             self.record(entry, False, Reason(Code.SHED, (over,)))
@@ -427,7 +421,7 @@ class Allocation:
         if self.reservation.watts is None and not consumer.primary:
             self.record(entry, False, self.unknown_reservation())
             return
-        shares = consumer.shares(consumer.power)
+        shares = consumer.nominal
         over = self.over_limit(shares, starting=True)
         if over is not None:
             self.record(entry, False, Reason(Code.INVERTER_LIMIT, (round(consumer.power), over)))
@@ -470,7 +464,7 @@ class Allocation:
             held = state.on and self.held(state, consumer.min_on) > 0
             if consumer.stale_holds or held or (due is not None and state.on):
                 reason = Reason(Code.SURPLUS_UNKNOWN, (state.on, True, why), notes)
-                self.record(entry, state.on, reason, power=draw(consumer, entry.fact))
+                self.record(entry, state.on, reason, power=entry.power)
             else:
                 reason = Reason(Code.SURPLUS_UNKNOWN, (False, False, why), notes)
                 self.record(entry, False, reason)

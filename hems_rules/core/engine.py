@@ -114,19 +114,22 @@ def decide(
             why_not = None  # under control, as control() would say: the usual, made short
         else:
             why_not = control(consumer, snapshot, conditions)
+        power, shares = consumer.power, consumer.nominal  # what draw() says of a relay off
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):
-            watts = draw(consumer, fact)
+            power = draw(consumer, fact)
+            shares = consumer.shares(power)
+            ours = True
             if current.awaiting and not current.on:
                 # Switched off, and the relay has not confirmed it (§5.8): it still draws
                 # as far as any switch-on is concerned. Once a working relay would have
                 # confirmed, it draws for everything, as the meters see it: not our load.
-                if t - (current.switched_at or t) >= CONFIRM_WITHIN:
-                    watts = 0.0
-                else:
-                    cycle.reserve(consumer.shares(watts))
-            for phase, share in consumer.shares(watts):
-                own_load[phase] += share
+                ours = t - (current.switched_at or t) < CONFIRM_WITHIN
+                if ours:
+                    cycle.reserve(shares)
+            if ours:
+                for phase, share in shares:
+                    own_load[phase] += share
         if why_not is not None:
             _release(cycle, consumer, current, why_not, note)
             continue
@@ -139,7 +142,7 @@ def decide(
                 why = HELD_OFF(at + consumer.min_off - t)
                 cycle.outcome(consumer, current, note, False, why)
                 continue
-        slots[rank[index]] = Entry(consumer, current, fact, note)
+        slots[rank[index]] = Entry(consumer, current, fact, note, power, shares)
     ranked = [entry for entry in slots if entry is not None]
     controlled = cycle.classify(ranked) if rules.timed else ranked
 

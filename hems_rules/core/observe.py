@@ -13,7 +13,7 @@ from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, DeviceFact, Snapshot
 from hems_rules.core.reasons import Code, Reason
 from hems_rules.core.surplus import evaluate
-from hems_rules.ruleset.rules import Consumer
+from hems_rules.ruleset.rules import Consumer, Shares
 
 # A relay that has not confirmed a command after this long is believed as reported.
 COMMAND_TIMEOUT = 15.0
@@ -38,6 +38,10 @@ class Entry(NamedTuple):
     state: ConsumerState
     fact: DeviceFact
     note: Reason | None  # what the relay's report revealed this cycle
+    # What it draws (see draw()) and how that splits over the phases: computed once, read
+    # by every step of the walk.
+    power: float
+    shares: Shares
 
 
 def draw(consumer: Consumer, fact: DeviceFact) -> float:

@@ -13,9 +13,10 @@ from hems_rules.expressions import Expression
 Phase = Literal["L1", "L2", "L3"]
 PHASES: tuple[Phase, ...] = ("L1", "L2", "L3")
 ConsumerPhase = Literal["L1", "L2", "L3", "3P"]
+Shares = tuple[tuple[Phase, float], ...]  # a load's draw, split over the phases
 
 
-def shares(phase: ConsumerPhase, watts: float) -> tuple[tuple[Phase, float], ...]:
+def shares(phase: ConsumerPhase, watts: float) -> Shares:
     """How `watts` of a load on `phase` splits over the phases (3P: evenly)."""
     if phase == "3P":
         third = watts / 3
@@ -101,12 +102,16 @@ class Consumer:
     stale_holds: bool = False
     vrm: bool = False
     runtime: Runtime | None = None
+    # shares(power), made once: every switch-on books it. A field, not a cached_property,
+    # so that the instance keeps its compact attribute layout (fast attribute reads).
+    nominal: Shares = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.power < 0:
             raise ValueError(f"{self.id}: power must not be negative")
         if (self.shelly is None) == (self.dbus is None):
             raise ValueError(f"{self.id}: needs exactly one relay, shelly or dbus")
+        object.__setattr__(self, "nominal", self.shares(self.power))
 
     @property
     def relay(self) -> ShellyEndpoint | DbusRelay:
@@ -114,7 +119,7 @@ class Consumer:
         assert relay is not None
         return relay
 
-    def shares(self, watts: float) -> tuple[tuple[Phase, float], ...]:
+    def shares(self, watts: float) -> Shares:
         """How `watts` of this consumer's draw splits over the phases."""
         phase = self.phase
         if phase == "3P":
