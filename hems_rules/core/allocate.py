@@ -12,7 +12,7 @@ switches are settling, nothing is switched because of surplus or deficit.
 from __future__ import annotations
 
 from hems_rules.core.daily import Day
-from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot
+from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot, new_tuple
 from hems_rules.core.observe import Entry
 from hems_rules.core.reasons import HELD_OFF, HELD_ON, Code, Reason, seconds
 from hems_rules.core.surplus import EPSILON, Pool, Reservation
@@ -176,10 +176,11 @@ class Allocation:
         pending_since: float | None = None,
     ) -> None:
         """`record` for a consumer that has no Entry: one held off decides without the walk."""
+        consumer_id = consumer.id
         command = None
         if on != state.on:
             command = on
-            self.switched.append(consumer.id)
+            self.switched.append(consumer_id)
             state = state._replace(
                 on=on,
                 switched_at=self.t,
@@ -193,15 +194,18 @@ class Allocation:
             why = self.missed(consumer, state, why)
         if note is not None:
             why = why._replace(notes=(*why.notes, note))
-        self.states[consumer.id] = state
-        self.decisions[consumer.id] = Decision(
-            consumer.id,
-            "on" if on else "off",
-            True,
-            why,
-            command,
-            power if on else 0.0,
-            state.runtime,
+        self.states[consumer_id] = state
+        self.decisions[consumer_id] = new_tuple(
+            Decision,
+            (
+                consumer_id,
+                "on" if on else "off",
+                True,
+                why,
+                command,
+                power if on else 0.0,
+                state.runtime,
+            ),
         )
 
     def missed(self, consumer: Consumer, state: ConsumerState, why: Reason) -> Reason:

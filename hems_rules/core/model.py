@@ -76,7 +76,9 @@ class Snapshot:
         return self.names.get(consumer_id) or default
 
 
-_new_tuple = tuple.__new__
+# Makes a NamedTuple from its fields in order, without the class's own __new__ (a Python
+# function, about twice the cost): for what a cycle makes for every consumer.
+new_tuple = tuple.__new__
 
 
 class ConsumerState(NamedTuple):
@@ -100,7 +102,7 @@ class ConsumerState(NamedTuple):
     def counting(self, runtime: float, counted_at: float | None) -> ConsumerState:
         """This state with its runtime counted anew: made for every relay that is on in
         every cycle, so built from a slice, a few times cheaper than `_replace`."""
-        return _new_tuple(ConsumerState, (*self[:8], runtime, counted_at))
+        return new_tuple(ConsumerState, (*self[:8], runtime, counted_at))
 
 
 class Switched(NamedTuple):

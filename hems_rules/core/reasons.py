@@ -81,7 +81,8 @@ HELD_OFF = _timer(Code.MIN_OFF)
 
 def seconds(value: float) -> int:
     """Times left in reasons are whole seconds, at least 1 while anything is left."""
-    return max(1, round(value))
+    whole = round(value)
+    return whole if whole > 1 else 1  # not max(): called for most consumers in every cycle
 
 
 def _w(value: float) -> str:

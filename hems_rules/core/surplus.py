@@ -151,27 +151,27 @@ class Pool:
         A forced booking charges any shortfall to the DC pool.
         """
         phases = self.phases.copy()
-        dc = self.dc
-        if len(shares) == 1:
-            phase, watts = shares[0]
-            own = phases.get(phase, 0.0)
-            if 0.0 <= watts <= own:  # the usual: the load's own phase feeds it
-                phases[phase] = own - watts
-                return Pool(phases, dc, self.factor)
-        factor = self.factor
+        dc, factor = self.dc, self.factor
         for phase, watts in shares:
             had = phases.get(phase, 0.0)
-            own = min(max(had, 0.0), watts)
+            if 0.0 <= watts <= had:  # the usual: the load's own phase feeds it
+                phases[phase] = had - watts
+                continue
+            # min() and max() written out: this runs for most consumers in every cycle.
+            positive = 0.0 if had < 0.0 else had
+            own = watts if watts < positive else positive
             phases[phase] = had - own
             need = watts - own
-            from_dc = min(max(dc, 0.0), need)
+            spare = 0.0 if dc < 0.0 else dc
+            from_dc = need if need < spare else spare
             dc -= from_dc
             need -= from_dc
             if need > EPSILON:
                 for other, available in phases.items():
                     if other == phase or available <= 0:
                         continue
-                    cost = min(available, need / factor)
+                    wanted = need / factor
+                    cost = wanted if wanted < available else available
                     phases[other] -= cost
                     need -= cost * factor
                     if need <= EPSILON:
