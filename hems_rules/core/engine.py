@@ -24,6 +24,7 @@ from hems_rules.core.model import (
     EngineState,
     Plan,
     Snapshot,
+    new_tuple,
 )
 from hems_rules.core.observe import CONFIRM_WITHIN, Entry, control, counted, draw, observe
 from hems_rules.core.reasons import HELD_OFF, Code, Reason
@@ -83,7 +84,9 @@ def decide(
     slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
     rank = rules.rank
     today = day.date
-    mode_on, auto = snapshot.settings.mode == 1, snapshot.auto.get
+    mode_on = snapshot.settings.mode == 1
+    # Whose Auto is not 1: usually nobody's, so the set is read per consumer, not the map.
+    auto_off = {consumer_id for consumer_id, value in snapshot.auto.items() if value != 1}
     for index, consumer in enumerate(rules.consumers):
         consumer_id = consumer.id
         prev = remembered.get(consumer_id, _FRESH)
@@ -108,7 +111,7 @@ def decide(
         condition = consumer.auto_when
         if (
             mode_on
-            and auto(consumer_id, 1) == 1
+            and consumer_id not in auto_off
             and (condition is None or conditions.get(condition.source, _UNKNOWN) is None)
         ):
             why_not = None  # under control, as control() would say: the usual, made short
@@ -142,8 +145,8 @@ def decide(
                 why = HELD_OFF(at + consumer.min_off - t)
                 cycle.outcome(consumer, current, note, False, why)
                 continue
-        slots[rank[index]] = Entry(consumer, current, fact, note, power, shares)
-    ranked = [entry for entry in slots if entry is not None]
+        slots[rank[index]] = new_tuple(Entry, (consumer, current, fact, note, power, shares))
+    ranked = [*filter(None, slots)]  # the controlled, without the empty slots
     controlled = cycle.classify(ranked) if rules.timed else ranked
 
     # Surplus, and whether the meters show the last switches yet.

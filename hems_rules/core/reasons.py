@@ -61,15 +61,15 @@ class Reason(NamedTuple):
 def _timer(code: Code) -> Callable[[float], Reason]:
     """The reasons of one min_on / min_off kind, by the seconds left: the same few, made
     once each (every consumer a timer holds needs one in every cycle)."""
-    made: dict[int, Reason] = {}
+    made: dict[int, Reason] = {}  # by round(left), which fixes seconds(left)
 
     def reason(left: float) -> Reason:
-        whole = seconds(left)
-        known = made.get(whole)
+        rounded = round(left)
+        known = made.get(rounded)
         if known is None:
             if len(made) >= 4096:
                 made.clear()
-            known = made[whole] = Reason(code, (whole,))
+            known = made[rounded] = Reason(code, (seconds(left),))
         return known
 
     return reason
