@@ -26,7 +26,7 @@ from hems_rules.core.model import (
     Snapshot,
     new_tuple,
 )
-from hems_rules.core.observe import CONFIRM_WITHIN, Entry, control, counted, draw, observe
+from hems_rules.core.observe import CONFIRM_WITHIN, Entry, counted, draw, observe, uncontrolled
 from hems_rules.core.reasons import HELD_OFF, Code, Reason
 from hems_rules.core.settling import sent, unsettled
 from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, supply
@@ -34,7 +34,6 @@ from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
 
 _FRESH = ConsumerState()
 _EMPTY: Mapping[Phase, float] = MappingProxyType({})
-_UNKNOWN = Reason(Code.AUTO_WHEN_ERROR)  # a condition control() has not judged yet
 
 
 def _release(
@@ -77,16 +76,13 @@ def decide(
     surplus_known = snapshot.system_present and None not in consumption.values()
 
     # Observe: the relays' reports, and who is under control.
-    conditions: dict[str, Reason | None] = {}
     own_load = dict.fromkeys(PHASES, 0.0)
     remembered = state.consumers
     devices = snapshot.devices
     slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
     rank = rules.rank
     today = day.date
-    mode_on = snapshot.settings.mode == 1
-    # Whose Auto is not 1: usually nobody's, so the set is read per consumer, not the map.
-    auto_off = {consumer_id for consumer_id, value in snapshot.auto.items() if value != 1}
+    released = uncontrolled(rules, snapshot)
     for index, consumer in enumerate(rules.consumers):
         consumer_id = consumer.id
         prev = remembered.get(consumer_id, _FRESH)
@@ -108,15 +104,7 @@ def decide(
             current, note = prev, None  # off as told, nothing to count: as observe() says
         else:
             current, note = observe(prev, fact, t, day)
-        condition = consumer.auto_when
-        if (
-            mode_on
-            and consumer_id not in auto_off
-            and (condition is None or conditions.get(condition.source, _UNKNOWN) is None)
-        ):
-            why_not = None  # under control, as control() would say: the usual, made short
-        else:
-            why_not = control(consumer, snapshot, conditions)
+        why_not = released.get(consumer_id)
         power, shares = consumer.power, consumer.nominal  # what draw() says of a relay off
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):

@@ -13,7 +13,7 @@ from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, DeviceFact, Snapshot
 from hems_rules.core.reasons import Code, Reason
 from hems_rules.core.surplus import evaluate
-from hems_rules.ruleset.rules import Consumer, Shares
+from hems_rules.ruleset.rules import Consumer, RuleSet, Shares
 
 # A relay that has not confirmed a command after this long is believed as reported.
 COMMAND_TIMEOUT = 15.0
@@ -85,29 +85,23 @@ def observe(
     return state._replace(on=fact.on, switched_at=t, awaiting=False), note
 
 
-def control(
-    consumer: Consumer, snapshot: Snapshot, conditions: dict[str, Reason | None]
-) -> Reason | None:
-    """Why a consumer is not under control, or None when it is.
+def uncontrolled(rules: RuleSet, snapshot: Snapshot) -> dict[str, Reason]:
+    """The consumers not under control, with why; the others are (§5.6).
 
-    `conditions` memoises what each auto_when says within a cycle: consumers often
-    share a condition.
+    Each auto_when condition is judged once per cycle, whoever shares it, and Auto is
+    read once: usually every consumer is under control and this is empty.
     """
     if snapshot.settings.mode != 1:
-        return MODE_OFF
-    if snapshot.auto.get(consumer.id, 1) != 1:
-        return AUTO_OFF
-    condition = consumer.auto_when
-    if condition is None:
-        return None
-    source = condition.source
-    if source in conditions:
-        return conditions[source]
-    result = evaluate(condition, snapshot.variables)
-    why = None
-    if result.value is None:
-        why = Reason(Code.AUTO_WHEN_ERROR, (source, result.error))
-    elif not result.value:
-        why = Reason(Code.AUTO_WHEN_FALSE, (source,))
-    conditions[source] = why
-    return why
+        return dict.fromkeys(rules.ids, MODE_OFF)
+    released = {i: AUTO_OFF for i, auto in snapshot.auto.items() if auto != 1}
+    for source, (condition, ids) in rules.conditions.items():
+        result = evaluate(condition, snapshot.variables)
+        if result.value is None:
+            why = Reason(Code.AUTO_WHEN_ERROR, (source, result.error))
+        elif not result.value:
+            why = Reason(Code.AUTO_WHEN_FALSE, (source,))
+        else:
+            continue
+        for consumer_id in ids:
+            released.setdefault(consumer_id, why)  # Auto 0 says it first
+    return released

@@ -253,6 +253,17 @@ class RuleSet:
         return MappingProxyType({c.id: place for place, c in enumerate(self.ranked)})
 
     @cached_property
+    def conditions(self) -> Mapping[str, tuple[Expression, tuple[str, ...]]]:
+        """Each distinct auto_when, by its text: the condition and the consumers it governs."""
+        ids: dict[str, list[str]] = {}
+        first: dict[str, Expression] = {}
+        for c in self.consumers:
+            if c.auto_when is not None:
+                first.setdefault(c.auto_when.source, c.auto_when)
+                ids.setdefault(c.auto_when.source, []).append(c.id)
+        return MappingProxyType({s: (first[s], tuple(ids[s])) for s in first})
+
+    @cached_property
     def timed(self) -> bool:
         """Whether any consumer has a daily runtime."""
         return any(c.runtime is not None for c in self.consumers)
