@@ -181,13 +181,7 @@ class Allocation:
         if on != state.on:
             command = on
             self.switched.append(consumer_id)
-            state = state._replace(
-                on=on,
-                switched_at=self.t,
-                awaiting=True,
-                starts=state.starts + int(on),
-                pending_since=pending_since,
-            )
+            state = state.switching(on, self.t, pending_since)
         elif state.pending_since != pending_since:
             state = state._replace(pending_since=pending_since)
         if consumer.runtime is not None and consumer.runtime.min is not None:

@@ -54,7 +54,9 @@ def _release(
         decision = Decision(
             consumer.id, "on" if state.on else "off", False, reason, runtime=state.runtime
         )
-    cycle.states[consumer.id] = state._replace(controlled=False, pending_since=None)
+    if state.controlled or state.pending_since is not None:  # else it is as it was: kept
+        state = state._replace(controlled=False, pending_since=None)
+    cycle.states[consumer.id] = state
     cycle.decisions[consumer.id] = decision
 
 
