@@ -130,10 +130,9 @@ def decide(
             current = current._replace(controlled=True)
         if surplus_known and not current.on and consumer.runtime is None:
             # Held off by min_off it books nothing: its place in the walk is moot.
-            at = current.switched_at
-            if at is not None and at + consumer.min_off > t and consumer.min_off > 0:
-                why = HELD_OFF(at + consumer.min_off - t)
-                cycle.outcome(consumer, current, note, False, why)
+            at, min_off = current.switched_at, consumer.min_off
+            if at is not None and min_off > 0 and at + min_off > t:
+                cycle.outcome(consumer, current, note, False, HELD_OFF(at + min_off - t))
                 continue
         slots[rank[index]] = new_tuple(Entry, (consumer, current, fact, note, power, shares))
     ranked = [*filter(None, slots)]  # the controlled, without the empty slots

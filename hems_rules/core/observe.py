@@ -60,7 +60,7 @@ def counted(state: ConsumerState, on: bool, t: float, day: Day) -> ConsumerState
     since = state.counted_at
     if since is None:
         return state.counting(state.runtime, t) if on else state
-    runtime = state.runtime + t - max(since, day.start)
+    runtime = state.runtime + t - day.counted_from(since)
     return state.counting(runtime, t if on else None)
 
 
@@ -72,7 +72,7 @@ def observe(
     since = prev.counted_at
     steady = fact.on and prev.on and prev.available and not prev.awaiting
     if steady and since is not None and prev.day == day.date:
-        return prev.counting(prev.runtime + t - max(since, day.start), t), None
+        return prev.counting(prev.runtime + t - day.counted_from(since), t), None
     state = counted(prev, fact.on, t, day)
     if not prev.available:
         rejoined = state._replace(on=fact.on, switched_at=t, awaiting=False, available=True)
