@@ -116,9 +116,10 @@ class Inputs:
         self.devices[consumer_id] = fact
 
     def set_auto(self, consumer_id: str, value: int) -> None:
-        if self.auto.get(consumer_id, 1) != value:
+        previous = self.auto.get(consumer_id)
+        self._touch((1 if previous is None else previous) != value)  # unset is on
+        if previous != value:
             self._auto_view = None
-            self._touch(True)
         self.auto[consumer_id] = value
 
     def set_name(self, consumer_id: str, custom: str) -> None:
