@@ -59,7 +59,8 @@ class Controller:
         plan, self.state = decide(self.rules, snapshot, self.state, now)
         pairs: Iterable[tuple[Decision | None, Decision]]
         if last is not None and self._planned is self.rules:
-            pairs = zip(last.decisions, plan.decisions, strict=True)  # the rules. consumers, in order
+            # Both list the rules' consumers, in the rules' order.
+            pairs = zip(last.decisions, plan.decisions, strict=True)
         else:
             previous = {d.consumer: d for d in last.decisions} if last else {}
             pairs = ((previous.get(d.consumer), d) for d in plan.decisions)
