@@ -142,21 +142,21 @@ class SolarDay:
             "/Ac/Consumption/L3/Power": _tenths(l3),
         }
         drawn = world.drawn
-        managed = [(c.id, drawn(c.id)) for c in world.rules.consumers]
-        used = 0.0 + l1 + l2 + l3 + sum(w for _, w in managed)
+        managed = {c.id: drawn(c.id) for c in world.rules.consumers}
+        used = 0.0 + l1 + l2 + l3 + sum(managed.values())
         battery = self.ac_pv_peak * sun + self.dc_pv_peak * sun * 0.925 - used
         room = (100.0 - self.soc) / 100 * self.battery_wh * _HOUR / max(dt, 1.0)
         battery = min(battery, self.max_charge, room)
         if self.soc <= 10:
             battery = max(battery, 0.0)
         self.soc = min(100.0, max(0.0, self.soc + battery * dt / _HOUR / self.battery_wh * 100))
-        heating = sum(w for i, w in managed if i in self.tank_heaters)
+        heating = sum([w for i, w in managed.items() if i in self.tank_heaters])
         self.tank_temp += (heating * dt / _HOUR) / self.tank_wh_per_k - 0.5 * dt / _HOUR
         values["/Dc/Battery/Soc"] = round(self.soc, 2)
         values["/Dc/Battery/Power"] = round(battery, 1)
         world.update_system(values)
         world.set_variable("tank_temp", round(self.tank_temp, 2), t)
-        rod = self.tank_temp + (15.0 if drawn("heater_l1") else 0.0)
+        rod = self.tank_temp + (15.0 if managed.get("heater_l1") else 0.0)
         world.set_variable("rod_temp", round(rod, 2), t)
 
 
