@@ -70,6 +70,8 @@ class Plant:
     dbus: dict[str, dict[str, SystemValue]] = field(default_factory=dict)
     inputs: Inputs = field(init=False)
     meter: LaggingMeter = field(init=False)
+    # Counts the switches and device changes: while it stands still, the relays do too.
+    relay_changes: int = field(default=0, init=False)
     # The last snapshot, which holds while no input changes and the clock is before
     # `_holds_until` (a variable that turns stale, the meter showing a switch).
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
@@ -138,6 +140,7 @@ class Plant:
     def _meter(self, consumer_id: str, t: float) -> None:
         """The meter learns a relay's new draw when it changes (removed consumers: never)."""
         self._changed(relays=True)
+        self.relay_changes += 1
         consumer = self.rules.by_id.get(consumer_id)
         if consumer is not None:
             self.meter.record(consumer_id, self.relay(consumer_id).draw(consumer.power), t)
