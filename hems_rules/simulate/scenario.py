@@ -586,17 +586,17 @@ def run_scenario(
         push(expectation.at, 2, expectation)
     push(0.0, 1, "tick")
     drive_at = 0.0
-    end += 1e-9
+    last = end + 1e-9  # the last time that runs (times are rounded to 1 µs)
     while queue:
         if driver is not None and drive_at <= queue[0][0]:
-            if drive_at > end:
+            if drive_at > last:
                 break
             driver(drive_at, plant)
             changed(drive_at)
             drive_at = round(drive_at + 1.0, 6)
             continue
         at, kind, _, payload = heapq.heappop(queue)
-        if at > end:
+        if at > last:
             break
         if kind == 0:
             if payload is not None:
