@@ -8,6 +8,7 @@ released like any other (switched off once unless it says keep).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from types import MappingProxyType
 
@@ -28,6 +29,7 @@ class Controller:
         self.rules = rules
         self.state = EngineState()
         self.plan: Plan | None = None
+        self._planned: RuleSet | None = None  # the rules `plan` was made with
         self._orphans: list[Decision] = []
 
     def swap_rules(self, rules: RuleSet) -> None:
@@ -53,15 +55,24 @@ class Controller:
         A decision changes when its state, control or reason kind changes, not when the
         numbers in its reason move. Releases of removed consumers are delivered once.
         """
-        previous = {d.consumer: d for d in self.plan.decisions} if self.plan else {}
+        last = self.plan
         plan, self.state = decide(self.rules, snapshot, self.state, now)
-        self.plan = plan
+        pairs: Iterable[tuple[Decision | None, Decision]]
+        if last is not None and self._planned is self.rules:
+            # Both list the rules' consumers, in the rules' order.
+            pairs = zip(last.decisions, plan.decisions, strict=True)
+        else:
+            previous = {d.consumer: d for d in last.decisions} if last else {}
+            pairs = ((previous.get(d.consumer), d) for d in plan.decisions)
+        self.plan, self._planned = plan, self.rules
         changed = [
             d
-            for d in plan.decisions
-            if (old := previous.get(d.consumer)) is None
-            or (old.state, old.code, old.controlled) != (d.state, d.code, d.controlled)
-            or d.command is not None
+            for old, d in pairs
+            if d.command is not None
+            or old is None
+            or old.state != d.state
+            or old.why.code != d.why.code
+            or old.controlled != d.controlled
         ]
         changed.extend(self._orphans)
         self._orphans = []

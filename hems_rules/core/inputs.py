@@ -48,7 +48,6 @@ class Flag:
 
 class Inputs:
     def __init__(self, rules: RuleSet, settings: Settings | None = None) -> None:
-        self.rules = rules
         self.settings = settings or Settings()
         self.system: dict[str, SystemValue] = {}
         self.system_present = False
@@ -60,6 +59,24 @@ class Inputs:
         self.hub4_mode: int | None = None
         self._variables: dict[str, tuple[float | None, float]] = {}
         self.changed: ChangeFlag = Flag()
+        # The parts of the last snapshot, each kept until a setter changes what it shows
+        # (None: make it anew): a snapshot a cycle is built of mostly unchanged parts.
+        self._system_view: dict[str, float | None] | None = None
+        self._auto_view: Mapping[str, int] | None = None
+        self._devices_view: Mapping[str, DeviceFact] | None = None
+        self._names_view: Mapping[str, str] | None = None
+        self._variables_view: _VariablesView | None = None
+        self.rules = rules
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: RuleSet) -> None:
+        """Other rules: other consumers and variables to show."""
+        self._rules = rules
+        self._devices_view = self._variables_view = None
 
     def _touch(self, changed: bool) -> None:
         if changed:
@@ -71,30 +88,45 @@ class Inputs:
             self._touch(self.system_present or bool(self.system))
             self.system.clear()
             self.system_present = False
+            self._system_view = None
             return
-        changed = not self.system_present or any(
-            self.system.get(k, ...) != v for k, v in values.items()
-        )
-        self.system.update(values)
+        # A subset test of the items compares every value as `==` would, in C.
+        if not values.items() <= self.system.items():
+            self.system.update(values)
+            self._system_view = None
+            self._touch(True)
+        elif not self.system_present:
+            self._touch(True)
         self.system_present = True
-        self._touch(changed)
 
     def set_variable(self, name: str, value: float | None, at: float) -> None:
         previous = self._variables.get(name)
         self._variables[name] = (value, at)
         self._touch(previous is None or previous[0] != value)
+        view = self._variables_view
+        if view is not None and (
+            view.values.get(name, _ABSENT) != value or (previous is not None and at < previous[1])
+        ):
+            self._variables_view = None  # it shows another value, or holds it too long
 
     def set_device(self, consumer_id: str, fact: DeviceFact) -> None:
-        self._touch(self.devices.get(consumer_id) != fact)
+        if self.devices.get(consumer_id) != fact:
+            self._devices_view = None
+            self._touch(True)
         self.devices[consumer_id] = fact
 
     def set_auto(self, consumer_id: str, value: int) -> None:
-        self._touch(self.auto.get(consumer_id, 1) != value)
+        previous = self.auto.get(consumer_id)
+        self._touch((1 if previous is None else previous) != value)  # unset is on
+        if previous != value:
+            self._auto_view = None
         self.auto[consumer_id] = value
 
     def set_name(self, consumer_id: str, custom: str) -> None:
         """The name the user gave a consumer in the switch pane ("": the rules' name)."""
-        self._touch(self.names.get(consumer_id, "") != custom)
+        if self.names.get(consumer_id, "") != custom:
+            self._names_view = None
+            self._touch(True)
         self.names[consumer_id] = custom
 
     def set_settings(self, settings: Settings) -> None:
@@ -120,21 +152,64 @@ class Inputs:
 
     def snapshot(self, now: float, extra_system: Mapping[str, float] | None = None) -> Snapshot:
         """Everything as of `now` (the clock the setters' `at` use)."""
-        system = {k: v for k, v in self.system.items() if not isinstance(v, str)}
+        system = self._system_view
+        if system is None:
+            system = self._system_view = {
+                k: v for k, v in self.system.items() if not isinstance(v, str)
+            }
         if extra_system:
-            system.update(extra_system)
-        names = set(self.rules.variables) | set(self._variables)
+            system = {**system, **extra_system}
+        variables = self._variables_view
+        if variables is None or not variables.holds(now):
+            variables = self._variables_view = self._variables_at(now)
+        if self._auto_view is None:
+            self._auto_view = MappingProxyType(dict(self.auto))
+        if self._devices_view is None:
+            self._devices_view = MappingProxyType(
+                {c.id: self.devices.get(c.id, UNAVAILABLE) for c in self.rules.consumers}
+            )
+        if self._names_view is None:
+            self._names_view = MappingProxyType({i: n for i, n in self.names.items() if n})
         return Snapshot(
             system=MappingProxyType(system),
             system_present=self.system_present,
             settings=self.settings,
-            variables=MappingProxyType({n: self.variable(n, now) for n in names}),
-            auto=MappingProxyType(dict(self.auto)),
-            devices=MappingProxyType(
-                {c.id: self.devices.get(c.id, UNAVAILABLE) for c in self.rules.consumers}
-            ),
+            variables=variables.proxy,
+            auto=self._auto_view,
+            devices=self._devices_view,
             max_charge_current=self.max_charge_current,
             max_charge_voltage=self.max_charge_voltage,
             hub4_mode=self.hub4_mode,
-            names=MappingProxyType({i: n for i, n in self.names.items() if n}),
+            names=self._names_view,
         )
+
+    def _variables_at(self, now: float) -> _VariablesView:
+        names = set(self.rules.variables) | set(self._variables)
+        values = {n: self.variable(n, now) for n in names}
+        fresh = []  # the readings that turn stale later, each with its stale_after
+        for name, variable in self.rules.variables.items():
+            stale_after = variable.source.stale_after
+            reading = self._variables.get(name)
+            if stale_after is not None and reading is not None and values[name] is not None:
+                fresh.append((reading[1], stale_after))
+        return _VariablesView(values, now, tuple(fresh))
+
+
+_ABSENT = object()  # a variable a view does not show
+
+
+class _VariablesView:
+    """The variables as of `since`, which hold while none of the `fresh` turns stale:
+    later, with the same test as Inputs.variable(), so the view changes exactly when
+    the values would."""
+
+    __slots__ = ("fresh", "proxy", "since", "values")
+
+    def __init__(
+        self, values: dict[str, float | None], since: float, fresh: tuple[tuple[float, float], ...]
+    ) -> None:
+        self.values, self.since, self.fresh = values, since, fresh
+        self.proxy: Mapping[str, float | None] = MappingProxyType(values)
+
+    def holds(self, now: float) -> bool:
+        return self.since <= now and all(now - at <= after for at, after in self.fresh)

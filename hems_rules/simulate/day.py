@@ -38,6 +38,12 @@ class World(Protocol):
     def drawn(self, consumer_id: str) -> float: ...
 
 
+def _tenths(watts: float) -> float:
+    """round(watts, 1), skipped for a whole number (most loads, PV at night): it is a
+    costly call, and a whole number is rounded already."""
+    return watts if watts.is_integer() else round(watts, 1)
+
+
 @dataclass(frozen=True)
 class Cloud:
     start: float
@@ -91,7 +97,10 @@ class SolarDay:
 
     def sun(self, t: float) -> float:
         """0..1: the clear-sky PV fraction at `t`, times the clouds passing."""
-        h = self.hour(t)
+        return self._sun(self.hour(t))
+
+    def _sun(self, h: float) -> float:
+        """The sun at `h` o'clock."""
         if not self.sunrise_h < h < self.sunset_h:
             return 0.0
         clear = math.sin(math.pi * (h - self.sunrise_h) / (self.sunset_h - self.sunrise_h)) ** 1.5
@@ -118,26 +127,30 @@ class SolarDay:
         """Set every reading for second `t` and advance the battery and the tank."""
         dt = 0.0 if self._last_t is None else t - self._last_t
         self._last_t = t
-        sun = self.sun(t)
-        seconds = self.hour(t) * _HOUR
-        pv = round(self.ac_pv_peak * sun / 3, 1)
-        values: dict[str, SystemValue] = {"/Dc/Pv/Power": round(self.dc_pv_peak * sun, 1)}
-        house = 0.0
-        loads = self._house(seconds)
-        for phase, pv_key, load_key in _KEYS:
-            values[pv_key] = pv
-            load = loads[phase]
-            values[load_key] = round(load, 1)
-            house += load
-        managed = {c.id: world.drawn(c.id) for c in world.rules.consumers}
-        used = house + sum(managed.values())
+        h = self.hour(t)
+        sun = self._sun(h)
+        pv = _tenths(self.ac_pv_peak * sun / 3)
+        loads = self._house(h * _HOUR)
+        l1, l2, l3 = loads["L1"], loads["L2"], loads["L3"]
+        values: dict[str, SystemValue] = {
+            "/Dc/Pv/Power": _tenths(self.dc_pv_peak * sun),
+            "/Ac/PvOnGrid/L1/Power": pv,
+            "/Ac/Consumption/L1/Power": _tenths(l1),
+            "/Ac/PvOnGrid/L2/Power": pv,
+            "/Ac/Consumption/L2/Power": _tenths(l2),
+            "/Ac/PvOnGrid/L3/Power": pv,
+            "/Ac/Consumption/L3/Power": _tenths(l3),
+        }
+        drawn = world.drawn
+        managed = {c.id: drawn(c.id) for c in world.rules.consumers}
+        used = 0.0 + l1 + l2 + l3 + sum(managed.values())
         battery = self.ac_pv_peak * sun + self.dc_pv_peak * sun * 0.925 - used
         room = (100.0 - self.soc) / 100 * self.battery_wh * _HOUR / max(dt, 1.0)
         battery = min(battery, self.max_charge, room)
         if self.soc <= 10:
             battery = max(battery, 0.0)
         self.soc = min(100.0, max(0.0, self.soc + battery * dt / _HOUR / self.battery_wh * 100))
-        heating = sum(w for i, w in managed.items() if i in self.tank_heaters)
+        heating = sum([w for i, w in managed.items() if i in self.tank_heaters])
         self.tank_temp += (heating * dt / _HOUR) / self.tank_wh_per_k - 0.5 * dt / _HOUR
         values["/Dc/Battery/Soc"] = round(self.soc, 2)
         values["/Dc/Battery/Power"] = round(battery, 1)

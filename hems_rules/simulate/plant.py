@@ -70,6 +70,8 @@ class Plant:
     dbus: dict[str, dict[str, SystemValue]] = field(default_factory=dict)
     inputs: Inputs = field(init=False)
     meter: LaggingMeter = field(init=False)
+    # Counts the switches and device changes: while it stands still, the relays do too.
+    relay_changes: int = field(default=0, init=False)
     # The last snapshot, which holds while no input changes and the clock is before
     # `_holds_until` (a variable that turns stale, the meter showing a switch).
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
@@ -79,7 +81,9 @@ class Plant:
     _relays_changed: bool = field(default=True, init=False, repr=False)
     # What the meter adds to each consumption path, consumer by consumer, until it
     # shows a change at `_meter_until`.
-    _metered: list[tuple[str, float]] = field(default_factory=list, init=False, repr=False)
+    _metered: list[tuple[str, tuple[float, ...]]] = field(
+        default_factory=list, init=False, repr=False
+    )
     _meter_until: float = field(default=-math.inf, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +140,7 @@ class Plant:
     def _meter(self, consumer_id: str, t: float) -> None:
         """The meter learns a relay's new draw when it changes (removed consumers: never)."""
         self._changed(relays=True)
+        self.relay_changes += 1
         consumer = self.rules.by_id.get(consumer_id)
         if consumer is not None:
             self.meter.record(consumer_id, self.relay(consumer_id).draw(consumer.power), t)
@@ -193,18 +198,20 @@ class Plant:
                 self.meter.record(consumer.id, relay.draw(consumer.power), t)
         if t >= self._meter_until:
             shown = self.meter.shown
-            self._metered = [
-                (CONSUMPTION[phase], watts)
-                for consumer in self.rules.consumers
-                for phase, watts in consumer.shares(shown(consumer.id, t))
-                if watts
-            ]
+            by_path: dict[str, list[float]] = {}
+            for consumer in self.rules.consumers:
+                for phase, watts in consumer.shares(shown(consumer.id, t)):
+                    if watts:
+                        by_path.setdefault(CONSUMPTION[phase], []).append(watts)
+            self._metered = [(path, tuple(watts)) for path, watts in by_path.items()]
             self._meter_until = self.meter.next_change()
         metered: dict[str, float] = {}
-        for key, watts in self._metered:
-            base = number(inputs.system.get(key))
-            if base is not None:
-                metered[key] = metered.get(key, base) + watts
+        for path, loads in self._metered:
+            total = number(inputs.system.get(path))
+            if total is not None:
+                for watts in loads:  # one by one, in the consumers' order, as a meter adds
+                    total += watts
+                metered[path] = total
         snapshot = inputs.snapshot(t, metered)
         # A value that changed makes a new snapshot (compared, it might equal the last
         # after changing back: that only costs a cycle); the clock alone may not.

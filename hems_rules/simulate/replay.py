@@ -342,6 +342,7 @@ def _what_if_run(recording: Recording, meter: _Meter, rules: RuleSet) -> _Run:
     starts = dict.fromkeys((c.id for c in rules.consumers), 0)
     previous: tuple[Any, ...] = ()
     sampled_at = -REFRESH
+    seen: tuple[Plan | None, int] = (None, -1)  # the plan and relays `previous` was read from
 
     def on_change(at: float, decision: Decision) -> None:
         if decision.command is True:
@@ -349,7 +350,10 @@ def _what_if_run(recording: Recording, meter: _Meter, rules: RuleSet) -> _Run:
 
     def on_cycle(at: float, plan: Plan, plant: Plant) -> None:
         """The relays and the reservation as they are from this cycle to the next."""
-        nonlocal previous, sampled_at
+        nonlocal previous, sampled_at, seen
+        if at - sampled_at < REFRESH and seen[0] is plan and seen[1] == plant.relay_changes:
+            return  # the same plan (a skipped cycle's) and relays: the same readings
+        seen = (plan, plant.relay_changes)
         relays = [plant.relay(c.id) for c in rules.consumers]
         now = (plan.reservation, *((r.on, r.online, r.power) for r in relays))
         if now == previous and at - sampled_at < REFRESH:
