@@ -128,7 +128,7 @@ def service_options(tree: Path) -> list[str]:
     """The interpreter options the tree's installer gives `run` on a GX (say -OO): `run`
     is measured as the service runs it."""
     installer = tree / "install" / "install.sh"
-    found = re.search(r"python3((?: -\S+)*) -m hems_rules\.cli run", installer.read_text())
+    found = re.search(r"python3 (.*?) ?-m hems_rules\.cli run", installer.read_text())
     return found[1].split() if found else []
 
 

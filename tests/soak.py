@@ -57,9 +57,9 @@ from hems_rules.simulate.meter import LaggingMeter
 
 SWITCH = "com.victronenergy.switch.hems"
 SETTINGS = "com.victronenergy.settings"
-# The installer's service/run: softlimit -d 100000000 -s 1000000 -a 100000000 python3 -OO -u.
+# The installer's service/run: softlimit -d 100000000 -s 1000000 -a 100000000 python3 -OO ...
 LIMITS = ("-d", "100000000", "-s", "1000000", "-a", "100000000")
-PYTHON_OPTIONS = ("-OO", "-u")
+PYTHON_OPTIONS = ("-OO", "-X", "no_debug_ranges", "-u")
 SPEED = 20.0  # simulated seconds per second, for the day only (rules' timers are real)
 LAG = 1.5  # s the meter is behind the relays
 # How long the engine may take to see a change and act: a loop interval, the meter's
