@@ -44,6 +44,8 @@ def test_install_is_idempotent_and_uninstall_keeps_the_rules(tmp_path: Path) -> 
     service = f"{' '.join(LIMITS)} \\\n    python3 {' '.join(PYTHON_OPTIONS)} -m hems_rules.cli run"
     assert service in run
     assert "export PYTHONPYCACHEPREFIX=/data/hems-rules/pycache" in run
+    assert (app / "pycache").is_dir()  # where the run script keeps its firmware stamp
+    subprocess.run(["sh", "-n", str(app / "service" / "run")], check=True)
     assert (
         "multilog t s25000 n4 /var/log/hems-rules" in (app / "service" / "log" / "run").read_text()
     )
