@@ -14,7 +14,8 @@ each workload runs once per tree, in its own process, with PYTHONPATH naming the
   the processes that map them), USS (pages no other process maps) and anonymous memory
   (the Python heap, never shared): on a GX, the libraries of Python itself are shared
   with a dozen Venus services, the heap is not. `run` starts from byte code, as on a GX
-  after its first start, whatever PYTHONDONTWRITEBYTECODE says here. With `.venv-gx`
+  after its first start, whatever PYTHONDONTWRITEBYTECODE says here, with the
+  interpreter options of the tree's installer (service/run). With `.venv-gx`
   (made by `make gx-stack`) the same again on the GX's Python 3.12, dbus-fast and
   aiohttp (figures `..._gx_<tree>`).
 
@@ -32,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -122,10 +124,18 @@ def env_for(tree: Path, stack: Stack = DEV) -> dict[str, str]:
     return {**env, "PYTHONPATH": os.pathsep.join((*stack.path, str(tree)))}
 
 
+def service_options(tree: Path) -> list[str]:
+    """The interpreter options the tree's installer gives `run` on a GX (say -OO): `run`
+    is measured as the service runs it."""
+    installer = tree / "install" / "install.sh"
+    found = re.search(r"python3 (.*?) ?-m hems_rules\.cli run", installer.read_text())
+    return found[1].split() if found else []
+
+
 def compile_tree(tree: Path, stack: Stack = DEV) -> None:
     """The tree's byte code, made before its first start is timed."""
     subprocess.run(
-        [stack.python, "-m", "compileall", "-q", str(tree / "hems_rules")],
+        [stack.python, *service_options(tree), "-m", "compileall", "-q", str(tree / "hems_rules")],
         env=env_for(tree, stack),
         check=True,
         stdout=subprocess.DEVNULL,
@@ -239,6 +249,7 @@ async def running(
         (Path(tmp) / "rules.yaml").write_text(rules)
         process = await asyncio.create_subprocess_exec(
             stack.python,
+            *service_options(tree),
             "-m",
             "hems_rules.cli",
             "run",

@@ -70,10 +70,14 @@ for schema in rules scenario; do
 done
 find "$ROOT$APP/hems_rules" -name __pycache__ -type d -exec rm -rf {} + 2>/dev/null || true
 [ -d "$SRC/lib" ] && cp -R "$SRC/lib" "$ROOT$APP/lib"
+rm -rf "$ROOT$APP/pycache"
+mkdir -p "$ROOT$APP/pycache"
 # Byte code now, not at the first start on the GX (a few hundred ms there, every start
-# if /data were read-only). Only on the GX itself: another Python would compile for itself.
+# if /data were read-only), as the service runs: -OO, under $APP/pycache (see below).
+# Only on the GX itself: another Python would compile for itself.
 if [ -z "$ROOT" ] && command -v python3 >/dev/null 2>&1; then
-    python3 -m compileall -q "$APP/hems_rules" "$APP/lib" >/dev/null 2>&1 || true
+    PYTHONPYCACHEPREFIX=$APP/pycache python3 -OO -m compileall -q "$APP/hems_rules" "$APP/lib" \
+        >/dev/null 2>&1 || true
 fi
 cp -R "$SRC/hems_rules/examples" "$ROOT$APP/examples"
 [ -d "$ROOT$APP/rules" ] || cp -R "$SRC/hems_rules/examples" "$ROOT$APP/rules"
@@ -85,8 +89,20 @@ exec 2>&1
 [ -f /etc/profile.d/profile.sh ] && . /etc/profile.d/profile.sh
 cd $APP
 export PYTHONPATH=$APP/lib:$APP
+# The byte code of -OO, also of the read-only rootfs's modules, which may ship none.
+export PYTHONPYCACHEPREFIX=$APP/pycache
+# Once per firmware (the rootfs's modules are new then), their byte code is made by a
+# process of its own: the service would keep the compiler's memory until it restarts.
+firmware=\$(cat /opt/victronenergy/version 2>/dev/null)
+if [ -n "\$firmware" ] && [ "\$firmware" != "\$(cat pycache/firmware 2>/dev/null)" ]; then
+    python3 -OO -c "import hems_rules.cli, hems_rules.app" &&
+        cp /opt/victronenergy/version pycache/firmware
+fi
+# -OO: without docstrings (and asserts), 1.2-1.5 MiB less RAM; nothing run loads reads a
+# docstring or needs an assert to hold. no_debug_ranges: byte code without the columns
+# that traceback carets need, 0.2 MiB less. (bench_compare.py and soak.py run it so.)
 exec softlimit -d 100000000 -s 1000000 -a 100000000 \\
-    python3 -u -m hems_rules.cli run --rules $APP/rules --log-dir /data/log/hems-rules
+    python3 -OO -X no_debug_ranges -u -m hems_rules.cli run --rules $APP/rules --log-dir /data/log/hems-rules
 RUN
 cat > "$ROOT$APP/service/log/run" <<'LOG'
 #!/bin/sh

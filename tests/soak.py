@@ -57,8 +57,9 @@ from hems_rules.simulate.meter import LaggingMeter
 
 SWITCH = "com.victronenergy.switch.hems"
 SETTINGS = "com.victronenergy.settings"
-# The installer's service/run: softlimit -d 100000000 -s 1000000 -a 100000000.
+# The installer's service/run: softlimit -d 100000000 -s 1000000 -a 100000000 python3 -OO ...
 LIMITS = ("-d", "100000000", "-s", "1000000", "-a", "100000000")
+PYTHON_OPTIONS = ("-OO", "-X", "no_debug_ranges", "-u")
 SPEED = 20.0  # simulated seconds per second, for the day only (rules' timers are real)
 LAG = 1.5  # s the meter is behind the relays
 # How long the engine may take to see a change and act: a loop interval, the meter's
@@ -238,7 +239,8 @@ class Soak:
         with open(log_path, "wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 *_limit_command(),
-                sys.executable, "-m", "hems_rules.cli", "run", "--rules", str(self.rules_dir),
+                sys.executable, *PYTHON_OPTIONS, "-m", "hems_rules.cli", "run",
+                "--rules", str(self.rules_dir),
                 "--bus", address, "--poll", "0.5", "--log-dir", str(self.directory / "logs"),
                 "--day-state", str(self.directory / "day-state.json"),
                 stdout=log, stderr=log,

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.soak import LIMITS, PYTHON_OPTIONS
+
 REPO = Path(__file__).parent.parent
 INSTALL = REPO / "install" / "install.sh"
 
@@ -38,6 +40,12 @@ def test_install_is_idempotent_and_uninstall_keeps_the_rules(tmp_path: Path) -> 
     assert (app / "rules" / "site.yaml").read_text() == "site: {phases: 1}\n"
     run = (app / "service" / "run").read_text()
     assert "exec softlimit" in run and "hems_rules.cli run --rules /data/hems-rules/rules" in run
+    # The soak runs `run` as the service does.
+    service = f"{' '.join(LIMITS)} \\\n    python3 {' '.join(PYTHON_OPTIONS)} -m hems_rules.cli run"
+    assert service in run
+    assert "export PYTHONPYCACHEPREFIX=/data/hems-rules/pycache" in run
+    assert (app / "pycache").is_dir()  # where the run script keeps its firmware stamp
+    subprocess.run(["sh", "-n", str(app / "service" / "run")], check=True)
     assert (
         "multilog t s25000 n4 /var/log/hems-rules" in (app / "service" / "log" / "run").read_text()
     )
