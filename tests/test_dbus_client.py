@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from dbus_fast import Message, Variant
 
 from hems_rules.dbus.client import BusClient, Values
 from hems_rules.dbus.connection import connect
-from hems_rules.dbus.service import BusService
+from hems_rules.dbus.service import BUSITEM, BusService
 from hems_rules.dbus.settings import SETTINGS, SettingsClient
 from tests.bus import DbusDaemon, match_rules
 from tests.conftest import wait_until
@@ -76,3 +77,37 @@ async def test_settings_that_leave_are_logged_once_however_many_follow_them(
     left = [r for r in caplog.records if SETTINGS in r.getMessage() and "left" in r.getMessage()]
     assert len(left) == 1, [r.getMessage() for r in left]
     client.bus.disconnect()
+
+
+async def test_a_change_read_with_the_scan_reply_is_not_undone_by_the_reply(
+    dbus_daemon: DbusDaemon,
+) -> None:
+    """A service answers GetItems with Mode 0 and changes it to 1 at once: the reply and
+    the ItemsChanged reach the client in one read, and the signal is handled before the
+    scan resumes. The newer value must stay, or a setting changed during start-up is lost
+    until it changes again."""
+    service = await connect(dbus_daemon.address)
+
+    def answer(msg: Message) -> bool | None:
+        if msg.member != "GetItems":
+            return None
+        service.send(Message.new_method_return(msg, "a{sa{sv}}", [_items(0)]))
+        service.send(Message.new_signal("/", BUSITEM, "ItemsChanged", "a{sa{sv}}", [_items(1)]))
+        return True
+
+    service.add_message_handler(answer)
+    await service.request_name("com.victronenergy.settings")
+    client = BusClient(await connect(dbus_daemon.address))
+    seen: list[Values] = []
+    for _ in range(10):  # the race is certain only when both arrive in one read
+        watch = await client.watch("com.victronenergy.settings", seen.append, lambda: None)
+        await wait_until(lambda: {"/Mode": 1} in seen, what="the change")
+        assert seen[-1] == {"/Mode": 1}, seen
+        watch.close()
+        seen.clear()
+    client.bus.disconnect()
+    service.disconnect()
+
+
+def _items(mode: int) -> dict[str, dict[str, Variant]]:
+    return {"/Mode": {"Value": Variant("i", mode), "Text": Variant("s", str(mode))}}

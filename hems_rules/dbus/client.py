@@ -67,9 +67,15 @@ class _Followed:
     # Setting up (match rules, owner, first scan) and rescans happen one at a time.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     started: bool = False
+    # Paths changed by signals while a scan is under way: a signal that arrives in the
+    # same read as the GetItems reply is handled before the scan resumes, so it is newer
+    # than the reply and the reply must not undo it.
+    changed_during_scan: set[str] | None = None
 
     def update(self, values: Values) -> None:
         self.values.update(values)
+        if self.changed_during_scan is not None:
+            self.changed_during_scan.update(values)
         for watch in list(self.watches):
             part = watch.wants(values)
             if part:
@@ -234,14 +240,19 @@ class BusClient:
     async def _scan(self, followed: _Followed) -> None:
         """One GetItems for every watch of the service; each gets what it wants."""
         owner = followed.owner
+        changed: set[str] = set()
+        followed.changed_during_scan = changed
         try:
             values = await self.get_items(followed.name)
         except DBusError as err:
             log.warning("cannot scan %s: %s", followed.name, err)
             return
+        finally:
+            followed.changed_during_scan = None
         if followed.owner != owner or not followed.watches:
             return  # it left (or was unwatched) while the scan was under way
         log.info("%s is on the bus (%d paths)", followed.name, len(values))
+        values.update((p, followed.values[p]) for p in changed if p in followed.values)
         followed.values = {}
         followed.update(values)
 
