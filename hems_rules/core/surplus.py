@@ -62,41 +62,15 @@ class Reservation:
     error: str | None = None
 
 
-@dataclass
-class _Inputs:
-    """What a reservation is computed from."""
-
-    equation: Expression | None = None
-    text: str = ""
-    soc: float | None = None
-    current: float | None = None
-    voltage: float | None = None
-    reservation: Reservation | None = None
-
-
-# The last cycle's: SOC and the BMS limits change far more slowly than cycles run.
-_last = _Inputs()
-
-
 def battery_reservation(rules: RuleSet, snapshot: Snapshot) -> Reservation:
     """R in W: the equation of SOC, clamped to >= 0 and to what the battery can take."""
-    equation = rules.site.battery_reservation
-    text = snapshot.settings.battery_reservation_equation
-    soc = snapshot.system.get("/Dc/Battery/Soc")
-    current, voltage = snapshot.max_charge_current, snapshot.max_charge_voltage
-    last = _last
-    if (
-        last.reservation is None
-        or last.equation is not equation
-        or last.text != text
-        or last.soc != soc
-        or last.current != current
-        or last.voltage != voltage
-    ):
-        last.equation, last.text, last.soc = equation, text, soc
-        last.current, last.voltage = current, voltage
-        last.reservation = _reservation(equation, text, soc, current, voltage)
-    return last.reservation
+    return _reservation(
+        rules.site.battery_reservation,
+        snapshot.settings.battery_reservation_equation,
+        snapshot.system.get("/Dc/Battery/Soc"),
+        snapshot.max_charge_current,
+        snapshot.max_charge_voltage,
+    )
 
 
 # Its inputs (SOC, the BMS limits) change far more slowly than cycles run.

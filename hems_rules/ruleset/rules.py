@@ -250,7 +250,7 @@ class RuleSet:
     @cached_property
     def place(self) -> Mapping[str, int]:
         """Each consumer's place in `ranked`, by id."""
-        return MappingProxyType({c.id: place for place, c in enumerate(self.ranked)})
+        return MappingProxyType(dict(zip(self.ids, self.rank, strict=True)))
 
     @cached_property
     def conditions(self) -> Mapping[str, tuple[Expression, tuple[str, ...]]]:
