@@ -37,7 +37,7 @@ class Allocation:
         self.reservation = reservation
         self.states: dict[str, ConsumerState] = {}
         self.decisions: dict[str, Decision] = {}
-        self.pool: Pool | None = None
+        self.pool = Pool({}, 0.0, 1.0)  # nothing to hand out until the surplus is known
         self.projected: dict[Phase, float] = {}  # consumption of what this plan keeps
         self.held_later: dict[Phase, float] = {}  # loads held by min_on further down the walk
         # Switch-offs the relays have not confirmed: what they still draw, for switch-ons.
@@ -110,7 +110,6 @@ class Allocation:
         room one after the other all ask for the same.
         """
         pool = self.pool
-        assert pool is not None
         cached = self._starting
         if cached is not None and cached[0] is pool and cached[1] == self._reserved_version:
             return cached[2]
@@ -122,15 +121,9 @@ class Allocation:
         ]
         starting = pool
         if reserved:
-            booked = pool.book(reserved, forced=True)
-            assert booked is not None
-            starting = booked
+            starting = pool.book(reserved, forced=True)
         self._starting = (pool, self._reserved_version, starting)
         return starting
-
-    def book(self, shares: Shares, forced: bool) -> Pool | None:
-        assert self.pool is not None
-        return self.pool.book(shares, forced)
 
     def waiting_reason(self, on: bool) -> Reason:
         """Not switched now: the meters do not show the last switches yet."""
@@ -260,7 +253,7 @@ class Allocation:
         elif min_off > 0:
             self.record(entry, False, Reason(Code.MIN_OFF, (seconds(min_off),), (note,)))
         else:
-            self.pool = self.book(shares, forced=True)
+            self.pool = self.pool.book(shares, forced=True)
             self.project(shares)
             self.record(entry, True, note._replace(code=Code.DUE), power=power)
 
@@ -362,7 +355,7 @@ class Allocation:
                 if over is not None:
                     not_fitting[consumer_id] = over
                     continue
-                self.pool = self.book(shares, forced=True)
+                self.pool = self.pool.book(shares, forced=True)
                 self.project(shares)
                 why = HELD_ON(held[consumer_id])
                 self.record(entry, True, why, power=power)
@@ -383,8 +376,7 @@ class Allocation:
             # No deficit to confirm: the reservation is unprotected until it stops.
             self.record(entry, False, self.unknown_reservation())
             return
-        booked = self.book(shares, forced=True)
-        assert booked is not None
+        booked = self.pool.book(shares, forced=True)
         left = booked.total
         if self.gate(consumer, left, -consumer.off_margin):
             self.pool = booked
@@ -439,8 +431,7 @@ class Allocation:
             self.record(entry, False, self.waiting_reason(False), pending_since=since)
             return
         if pool is not self.pool:  # book it in the plan's own pool
-            booked = self.book(shares, forced=True)
-            assert booked is not None
+            booked = self.pool.book(shares, forced=True)
         self.pool = booked
         self.project(shares)
         started = (consumer.power, booked.total, self.bar(consumer))

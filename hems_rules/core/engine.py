@@ -170,7 +170,7 @@ def decide(
 def _finish(
     cycle: Allocation, consumption: Mapping[Phase, float | None], supplied: Supply | None
 ) -> tuple[Plan, EngineState]:
-    rules, pool = cycle.rules, cycle.pool
+    rules = cycle.rules
     settling = cycle.waiting
     decisions = cycle.decisions
     if cycle.switched:
@@ -186,6 +186,6 @@ def _finish(
         reservation_error=cycle.reservation.error,
         surplus=MappingProxyType(supplied.surplus) if supplied is not None else None,
         dc_pool=supplied.dc_pool if supplied is not None else None,
-        left=pool.total if pool is not None else None,
+        left=cycle.pool.total if supplied is not None else None,
     )
     return plan, EngineState(MappingProxyType(cycle.states), settling)

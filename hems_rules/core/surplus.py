@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 from hems_rules.core.model import Snapshot
 from hems_rules.errors import ExpressionError
@@ -117,6 +117,10 @@ class Pool:
             total = self._total = sum(self.phases.values()) + self.dc
         return total
 
+    @overload
+    def book(self, shares: Sequence[tuple[Phase, float]], forced: Literal[True]) -> Pool: ...
+    @overload
+    def book(self, shares: Sequence[tuple[Phase, float]], forced: bool) -> Pool | None: ...
     def book(self, shares: Sequence[tuple[Phase, float]], forced: bool) -> Pool | None:
         """The pool after feeding `shares`, or None when they do not fit (unless forced).
 
