@@ -33,6 +33,12 @@ def test_switching_is_replace_with_the_command(on: bool) -> None:
     assert made == expected and type(made) is ConsumerState
 
 
+def test_confirmed_is_replace_without_awaiting() -> None:
+    awaiting = STATE._replace(awaiting=True)
+    made = awaiting.confirmed()
+    assert made == STATE and type(made) is ConsumerState
+
+
 def test_counting_is_replace_with_the_runtime() -> None:
     made = STATE.counting(77.0, None)
     assert made == STATE._replace(runtime=77.0, counted_at=None)

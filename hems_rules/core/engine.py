@@ -111,7 +111,8 @@ def decide(
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):
             power = draw(consumer, fact)
-            shares = consumer.shares(power)
+            # Mostly its nominal power (not measured yet, or a resistive load): split once.
+            shares = consumer.nominal if power == consumer.power else consumer.shares(power)
             ours = True
             if current.awaiting and not current.on:
                 # Switched off, and the relay has not confirmed it (§5.8): it still draws

@@ -104,6 +104,11 @@ class ConsumerState(NamedTuple):
         every cycle, so built from a slice, a few times cheaper than `_replace`."""
         return new_tuple(ConsumerState, (*self[:8], runtime, counted_at))
 
+    def confirmed(self) -> ConsumerState:
+        """This state once its relay has confirmed the last command: as `_replace` would
+        make it, several times cheaper (every relay switched confirms a cycle later)."""
+        return new_tuple(ConsumerState, (*self[:2], False, *self[3:]))
+
     def switching(self, on: bool, t: float, pending_since: float | None) -> ConsumerState:
         """This state once a command to switch `on` is sent at `t`: as `_replace` would
         make it, several times cheaper (a cycle can switch hundreds of consumers)."""

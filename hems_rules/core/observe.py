@@ -78,7 +78,7 @@ def observe(
         rejoined = state._replace(on=fact.on, switched_at=t, awaiting=False, available=True)
         return rejoined, _REJOINED[fact.on]
     if fact.on == state.on:
-        return (state._replace(awaiting=False) if state.awaiting else state), None
+        return (state.confirmed() if state.awaiting else state), None
     if state.awaiting and state.switched_at is not None and t - state.switched_at < COMMAND_TIMEOUT:
         return state, None
     note = _DID_NOT_SWITCH if state.awaiting else _SWITCHED_OUTSIDE
