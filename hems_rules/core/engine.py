@@ -98,12 +98,34 @@ def decide(
             )
             cycle.decisions[consumer_id] = decision
             continue
+        # All of it at once: a NamedTuple's fields cost more to read one by one.
+        on, at, awaiting, in_control, available, pending, _, last_day, runtime, counted_at = prev
         if (
-            not (prev.on or fact.on or prev.awaiting or prev.counted_at is not None)
-            and prev.available
-            and prev.day == today
+            not (on or fact.on or awaiting or counted_at is not None)
+            and available
+            and last_day == today
         ):
             current, note = prev, None  # off as told, nothing to count: as observe() says
+            # The most common consumer of all, at scale: under control, held off by
+            # min_off, with no delay pending. Its state stays as it is, and its decision
+            # needs none of Allocation.outcome's cases (a command, a delay, a daily
+            # runtime, a note), so it is made here.
+            min_off = consumer.min_off
+            if (
+                at is not None
+                and min_off > 0
+                and at + min_off > t
+                and in_control
+                and pending is None
+                and consumer.runtime is None
+                and surplus_known
+                and consumer_id not in released
+            ):
+                why = HELD_OFF(at + min_off - t)
+                cycle.states[consumer_id] = prev
+                off = (consumer_id, "off", True, why, None, 0.0, runtime)
+                cycle.decisions[consumer_id] = new_tuple(Decision, off)
+                continue
         else:
             current, note = observe(prev, fact, t, day)
         why_not = released.get(consumer_id)
