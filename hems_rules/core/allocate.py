@@ -18,6 +18,8 @@ from hems_rules.core.reasons import HELD_OFF, HELD_ON, Code, Reason, seconds
 from hems_rules.core.surplus import EPSILON, Pool, Reservation
 from hems_rules.ruleset.rules import Consumer, Phase, RuleSet, Shares
 
+_NOTHING = Pool({}, 0.0, 1.0)  # the pool until the surplus is known (a Pool never changes)
+
 
 class Allocation:
     """The working state of one cycle: outcomes so far and what is left to give."""
@@ -37,7 +39,7 @@ class Allocation:
         self.reservation = reservation
         self.states: dict[str, ConsumerState] = {}
         self.decisions: dict[str, Decision] = {}
-        self.pool = Pool({}, 0.0, 1.0)  # nothing to hand out until the surplus is known
+        self.pool = _NOTHING
         self.projected: dict[Phase, float] = {}  # consumption of what this plan keeps
         self.held_later: dict[Phase, float] = {}  # loads held by min_on further down the walk
         # Switch-offs the relays have not confirmed: what they still draw, for switch-ons.

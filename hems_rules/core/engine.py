@@ -201,14 +201,16 @@ def _finish(
         ids = sorted(set(cycle.switched), key=rules.place.__getitem__)  # a re-walk repeats
         served = (decisions[i] for i in ids)
         settling = sent(served, rules, cycle.snapshot, waiting=settling, total=total, t=cycle.t)
-    plan = Plan(
-        decisions=tuple(map(decisions.__getitem__, rules.ids)),
-        active=cycle.snapshot.settings.mode == 1,
-        reservation=cycle.reservation.watts,
-        reservation_state=cycle.reservation.state,
-        reservation_error=cycle.reservation.error,
-        surplus=MappingProxyType(supplied.surplus) if supplied is not None else None,
-        dc_pool=supplied.dc_pool if supplied is not None else None,
-        left=cycle.pool.total if supplied is not None else None,
+    reservation = cycle.reservation
+    fields = (  # Plan's, in order (new_tuple: one Plan every cycle)
+        tuple(map(decisions.__getitem__, rules.ids)),  # decisions
+        cycle.snapshot.settings.mode == 1,  # active
+        reservation.watts,
+        reservation.state,
+        reservation.error,
+        MappingProxyType(supplied.surplus) if supplied is not None else None,
+        supplied.dc_pool if supplied is not None else None,
+        cycle.pool.total if supplied is not None else None,  # left
     )
-    return plan, EngineState(MappingProxyType(cycle.states), settling)
+    plan = new_tuple(Plan, fields)
+    return plan, new_tuple(EngineState, (MappingProxyType(cycle.states), settling))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, NamedTuple, overload
 
-from hems_rules.core.model import Snapshot
+from hems_rules.core.model import Snapshot, new_tuple
 from hems_rules.errors import ExpressionError
 from hems_rules.expressions import RESERVATION_NAMES, Evaluation, Expression, compile_expression
 from hems_rules.ruleset.rules import PHASES, Phase, RuleSet
@@ -206,4 +206,4 @@ def supply(
         surplus[p] = left
         base[p] = known - own_load[p]
     factor = 1.0 if snapshot.hub4_mode == 1 else site.dc_efficiency**2
-    return Supply(surplus, dc, Pool(dict(surplus), dc, factor), limits, base)
+    return new_tuple(Supply, (surplus, dc, Pool(dict(surplus), dc, factor), limits, base))
