@@ -126,6 +126,18 @@ def decide(
                 off = (consumer_id, "off", True, why, None, 0.0, runtime)
                 cycle.decisions[consumer_id] = new_tuple(Decision, off)
                 continue
+        elif (
+            on
+            and fact.on
+            and available
+            and not awaiting
+            and counted_at is not None
+            and last_day == today
+        ):
+            # The usual for a running relay: on as told, its runtime counted on (as
+            # observe() would count it).
+            runtime += t - day.counted_from(counted_at)
+            current, note = prev.counting(runtime, t), None
         else:
             current, note = observe(prev, fact, t, day)
         why_not = released.get(consumer_id)

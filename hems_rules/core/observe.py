@@ -68,11 +68,6 @@ def observe(
     prev: ConsumerState, fact: DeviceFact, t: float, day: Day
 ) -> tuple[ConsumerState, Reason | None]:
     """Fold the relay's report into the remembered state; facts win over intentions."""
-    # The usual for a running relay: on as told, its runtime counted on.
-    since = prev.counted_at
-    steady = fact.on and prev.on and prev.available and not prev.awaiting
-    if steady and since is not None and prev.day == day.date:
-        return prev.counting(prev.runtime + t - day.counted_from(since), t), None
     state = counted(prev, fact.on, t, day)
     if not prev.available:
         rejoined = state._replace(on=fact.on, switched_at=t, awaiting=False, available=True)
