@@ -43,3 +43,20 @@ def test_counting_is_replace_with_the_runtime() -> None:
     made = STATE.counting(77.0, None)
     assert made == STATE._replace(runtime=77.0, counted_at=None)
     assert type(made) is ConsumerState
+
+
+def test_the_engine_unpacks_the_fields_in_this_order() -> None:
+    # decide() reads a remembered state in one unpacking: a reordered field (most are
+    # bools or optional floats, which mypy cannot tell apart) would misread every relay.
+    assert ConsumerState._fields == (
+        "on",
+        "switched_at",
+        "awaiting",
+        "controlled",
+        "available",
+        "pending_since",
+        "starts",
+        "day",
+        "runtime",
+        "counted_at",
+    )

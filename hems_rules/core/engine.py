@@ -98,7 +98,8 @@ def decide(
             )
             cycle.decisions[consumer_id] = decision
             continue
-        # All of it at once: a NamedTuple's fields cost more to read one by one.
+        # All of it at once: a NamedTuple's fields cost more to read one by one (the
+        # order is pinned by tests/test_consumer_state.py).
         on, at, awaiting, in_control, available, pending, _, last_day, runtime, counted_at = prev
         if (
             not (on or fact.on or awaiting or counted_at is not None)
