@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import date
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -214,7 +213,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def examples() -> Path:
     """The example rules the package carries (what `demo` runs without --rules)."""
-    return Path(str(resources.files("hems_rules") / "examples"))
+    return Path(__file__).with_name("examples")
 
 
 def _setup_logging(directory: Path | None, verbose: bool = False) -> None:

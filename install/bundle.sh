@@ -9,8 +9,8 @@
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
-PURE="asteval>=1.0.9,<2 jsonschema>=4.18,<5 jsonschema-specifications referencing attrs typing-extensions aiomqtt>=2.3,<3 paho-mqtt>=2"
-COMPILED="rpds-py watchdog>=4"
+PURE="asteval>=1.0.9,<2 aiomqtt>=2.3,<3 paho-mqtt>=2"
+COMPILED="watchdog>=4"
 
 # lib DIR [pip platform options]: the packages a GX lacks, installed into DIR.
 lib() {
