@@ -18,7 +18,8 @@ each workload runs once per tree, in its own process, with PYTHONPATH naming the
   after its first start, whatever PYTHONDONTWRITEBYTECODE says here, with the
   interpreter options of the tree's installer (service/run). With `.venv-gx`
   (made by `make gx-stack`) the same again on the GX's Python 3.12, dbus-fast and
-  aiohttp (figures `..._gx_<tree>`).
+  aiohttp (figures `..._gx_<tree>`); an earlier tree also gets the packages its GX
+  bundle had and this one's has no more (OLDER_BUNDLE).
 
 The harness (private dbus-daemon, simulated GX, Shelly emulators) is this checkout's for
 both trees. Prints `BENCH <figure>_<tree>=value unit` and `BENCH <figure>_ratio=new/base`.
@@ -107,22 +108,44 @@ class Stack:
     name: str  # "" for this venv, else a suffix of the figures' names
     python: str
     path: tuple[str, ...] = ()
+    older: tuple[str, ...] = ()  # after `path`, for the trees other than this one
 
 
 DEV = Stack("", sys.executable)
 
+# What the GX bundle held before this checkout and holds no more: earlier trees need it.
+OLDER_BUNDLE = (
+    "jsonschema>=4.18,<5",
+    "jsonschema-specifications",
+    "referencing",
+    "attrs",
+    "typing-extensions",
+    "rpds-py",
+    "watchdog>=4",
+)
+
 
 def gx_stack() -> Stack | None:
-    """The GX's Python and packages as `make gx-stack` sets them up, if it has."""
+    """The GX's Python and packages as `make gx-stack` sets them up, if it has; for an
+    earlier tree also what its bundle had (installed beside them from PyPI once)."""
     venv = REPO / ".venv-gx"
     python = venv / "bin" / "python"
-    return Stack("_gx", str(python), (str(venv / "gx-lib"),)) if python.exists() else None
+    if not python.exists():
+        return None
+    older = venv / "older-lib"
+    if not older.exists():
+        partial = venv / "older-lib.partial"  # renamed once complete: never half a lib
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade"]
+        subprocess.run([*pip, "--target", str(partial), *OLDER_BUNDLE], check=True)
+        partial.rename(older)
+    return Stack("_gx", str(python), (str(venv / "gx-lib"),), (str(older),))
 
 
 def env_for(tree: Path, stack: Stack = DEV) -> dict[str, str]:
     # Byte code is written and read as on a GX: without it every start compiles.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPATH": os.pathsep.join((*stack.path, str(tree)))}
+    older = stack.older if tree != REPO else ()
+    return {**env, "PYTHONPATH": os.pathsep.join((*stack.path, *older, str(tree)))}
 
 
 def service_options(tree: Path) -> list[str]:
