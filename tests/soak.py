@@ -232,7 +232,7 @@ class Soak:
             tank_heaters=("rod_l1", "rod_l2"), seed=self.random.randrange(1000),
         )  # fmt: skip
         for n in range(40):  # a cloudy day: a cloud every few simulated minutes
-            self.day.clouds.append(Cloud(9 * 3600 + n * 400, self.random.uniform(60, 300), 0.7))
+            self.day.clouds += (Cloud(9 * 3600 + n * 400, self.random.uniform(60, 300), 0.7),)
         self.day.apply(0.0, self.world)
         await self.system.register()
         log_path = self.directory / "run.log"
