@@ -145,6 +145,9 @@ class World:
         switch = device.switches[0]
         return switch.load if switch.output else 0.0
 
+    def draws(self) -> Mapping[str, float]:
+        return {c.id: self.drawn(c.id) for c in self.rules.consumers}
+
     def per_phase(self, only: Callable[[str], bool] = lambda _: True) -> dict[str, float]:
         loads: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         for consumer in self.rules.consumers:

@@ -132,6 +132,9 @@ class DemoWorld:
     def drawn(self, consumer_id: str) -> float:
         return self.relays.drawn(self.rules.consumer(consumer_id))
 
+    def draws(self) -> Mapping[str, float]:
+        return {c.id: self.relays.drawn(c) for c in self.rules.consumers}
+
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.base.update(values or {})
         self.meter()

@@ -29,13 +29,14 @@ _KEYS = tuple((p, f"/Ac/PvOnGrid/{p}/Power", f"/Ac/Consumption/{p}/Power") for p
 class World(Protocol):
     """What the day drives: the simulation's Plant, or the demo's GX and Shellies."""
 
-    rules: RuleSet
-
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None: ...
 
     def set_variable(self, name: str, value: float | None, t: float) -> None: ...
 
-    def drawn(self, consumer_id: str) -> float: ...
+    def draws(self) -> Mapping[str, float]:
+        """What each managed load draws now, by consumer id. Returning the same mapping
+        while no relay changes spares the day from summing it again every second."""
+        ...
 
 
 def _tenths(watts: float) -> float:
@@ -111,6 +112,10 @@ class SolarDay:
     _last_t: float | None = None
     _clouds: _Passing[Cloud] | None = field(default=None, init=False, repr=False)
     _spikes: _Passing[Spike] | None = field(default=None, init=False, repr=False)
+    # The world's draws as last read, their total and the tank heaters' share of it.
+    _draws: tuple[Mapping[str, float], float, float] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
@@ -174,16 +179,18 @@ class SolarDay:
             "/Ac/PvOnGrid/L3/Power": pv,
             "/Ac/Consumption/L3/Power": _tenths(l3),
         }
-        drawn = world.drawn
-        managed = {c.id: drawn(c.id) for c in world.rules.consumers}
-        used = 0.0 + l1 + l2 + l3 + sum(managed.values())
+        managed = world.draws()
+        if self._draws is None or self._draws[0] is not managed:
+            heating = sum([w for i, w in managed.items() if i in self.tank_heaters])
+            self._draws = (managed, sum(managed.values()), heating)
+        _, drawn, heating = self._draws
+        used = 0.0 + l1 + l2 + l3 + drawn
         battery = self.ac_pv_peak * sun + self.dc_pv_peak * sun * 0.925 - used
         room = (100.0 - self.soc) / 100 * self.battery_wh * _HOUR / max(dt, 1.0)
         battery = min(battery, self.max_charge, room)
         if self.soc <= 10:
             battery = max(battery, 0.0)
         self.soc = min(100.0, max(0.0, self.soc + battery * dt / _HOUR / self.battery_wh * 100))
-        heating = sum([w for i, w in managed.items() if i in self.tank_heaters])
         self.tank_temp += (heating * dt / _HOUR) / self.tank_wh_per_k - 0.5 * dt / _HOUR
         values["/Dc/Battery/Soc"] = round(self.soc, 2)
         values["/Dc/Battery/Power"] = round(battery, 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from hems_rules.core.inputs import Inputs, SystemValue
@@ -76,6 +77,7 @@ class Plant:
     # (Inputs knows when) and the meter shows the same, until `_meter_until`.
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
     _relays_changed: bool = field(default=True, init=False, repr=False)
+    _draws: Mapping[str, float] | None = field(default=None, init=False, repr=False)
     # What the meter adds to each consumption path, consumer by consumer, until it
     # shows a change at `_meter_until`.
     _metered: list[tuple[str, tuple[float, ...]]] = field(
@@ -93,6 +95,7 @@ class Plant:
         """The relays' facts and draws are to be read again, and metered anew."""
         self._relays_changed = True
         self._meter_until = -math.inf
+        self._draws = None
 
     def use_rules(self, rules: RuleSet) -> None:
         self.rules = rules
@@ -110,6 +113,13 @@ class Plant:
         if relay is None or not relay.on:
             return 0.0  # what draw() says, without looking up the consumer
         return relay.draw(self.rules.consumer(consumer_id).power)
+
+    def draws(self) -> Mapping[str, float]:
+        """What each of the rules' consumers draws: the same mapping until a relay changes."""
+        if self._draws is None:
+            draws = {c.id: self.drawn(c.id) for c in self.rules.consumers}
+            self._draws = MappingProxyType(draws)
+        return self._draws
 
     def switch(self, consumer_id: str, on: bool, t: float) -> None:
         relay = self.relay(consumer_id)
