@@ -8,6 +8,7 @@ plant then reuses the whole snapshot), they are what a snapshot would show.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from types import MappingProxyType
 from typing import Any
 
@@ -118,3 +119,13 @@ def test_a_snapshot_equals_one_built_from_scratch(operations: list[tuple[Any, ..
             assert last.variables == from_scratch(inputs, now, {}).variables
         last = inputs.snapshot(now)
         assert last == from_scratch(inputs, now, {})
+
+
+def test_a_snapshot_is_made_as_its_class_would() -> None:
+    """Inputs fills a Snapshot's __dict__ instead of calling its __init__ (for speed):
+    that holds only while the class checks nothing and keeps its fields in __dict__."""
+    assert not hasattr(Snapshot, "__post_init__")
+    assert "__slots__" not in vars(Snapshot)
+    snapshot = Inputs(RULESETS[0]).snapshot(0.0)
+    assert list(vars(snapshot)) == [f.name for f in fields(Snapshot)]
+    assert snapshot == Snapshot(**vars(snapshot))

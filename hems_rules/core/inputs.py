@@ -177,7 +177,13 @@ class Inputs:
             )
         if self._names_view is None:
             self._names_view = MappingProxyType({i: n for i, n in self.names.items() if n})
-        return Snapshot(
+        # Snapshot(...) without its frozen dataclass's __init__, which sets each field
+        # through object.__setattr__ at three times the cost of the rest of this method,
+        # and a simulated day makes a snapshot for nearly every second. Snapshot has no
+        # __post_init__ and no slots: its __dict__ is the whole of it (the test of this
+        # module holds it to that).
+        snapshot: Snapshot = object.__new__(Snapshot)
+        vars(snapshot).update(
             system=MappingProxyType(system),
             system_present=self.system_present,
             settings=self.settings,
@@ -189,6 +195,7 @@ class Inputs:
             hub4_mode=self.hub4_mode,
             names=self._names_view,
         )
+        return snapshot
 
     def _variables_at(self, now: float) -> _VariablesView:
         names = set(self.rules.variables) | set(self._variables)
