@@ -593,7 +593,7 @@ def run_scenario(
                 break
             driver(drive_at, plant)
             changed(drive_at)
-            drive_at = round(drive_at + 1.0, 6)
+            drive_at += 1.0  # whole seconds: exact, so rounded already
             continue
         at, kind, _, payload = heapq.heappop(queue)
         if at > last:
