@@ -248,7 +248,7 @@ def moving_worlds(draw: st.DrawFn) -> tuple[Scenario, dict[str, Any]]:
     if limit is not None:
         site["continuous_inverter_power"] = limit
     source = {"service": "com.victronenergy.temperature.t", "path": "/Temperature"}
-    data = {
+    data: dict[str, Any] = {
         "start": start.isoformat(),
         "plant": {"meter_lag": draw(st.sampled_from([0, 2]))},
         "rules": {"site": site, "variables": {"tank_temp": {"dbus": source}}, "consumers": listed},
