@@ -558,9 +558,10 @@ def run_scenario(
     A `driver` changes the world once per simulated second, before the timeline's steps.
     `on_cycle` sees every cycle's plan and the plant after its commands (replay's meter).
     The outcome lists the expectations that failed. Cycles that cannot change the plan
-    are skipped unless `skip_idle` is False; what is printed and checked is the same,
-    and `on_cycle` sees a skipped cycle with the plan of the last one run (the same
-    decisions, reservation and surplus; reasons and runtimes as of that cycle).
+    are skipped unless `skip_idle` is False; what is printed and checked is the same.
+    With `on_cycle`, only the cycles on the same snapshot as the last one run are
+    skipped, and it sees them with that cycle's plan (the same decisions, reservation
+    and surplus; reasons and runtimes as of that cycle).
     """
     plant = Plant(rules=scenario.rules, settings=scenario.settings, meter_lag=scenario.meter_lag)
     controller = Controller(scenario.rules)
