@@ -13,11 +13,12 @@ stretch a move by that much, and each pool keeps the product of its bookings' st
 (`Pool.gain`). So while the readings have moved by less than the slack since a cycle, and
 nothing else it reads has changed, every comparison comes out as it did: a cycle then,
 with the same state and before the next timer (core/timers.py), decides the same states
-and reasons (only the numbers in the reasons differ). The simulator skips such cycles.
+for the same kinds of reason (only the numbers in the reasons differ). The simulator
+skips such cycles.
 
-Every comparison of a power figure in decide() must report to `near`:
-tests/test_skipping.py runs days and scenarios with and without skipping to catch one
-that does not.
+Every comparison of a power figure in decide() must report to `near`: tests/test_slack.py
+decides random cycles again on readings moved just short of the slack to catch one that
+does not, and tests/test_skipping.py runs days and scenarios with and without skipping.
 """
 
 from __future__ import annotations
