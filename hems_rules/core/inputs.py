@@ -216,8 +216,9 @@ class _VariablesView:
     """The variables as of `since`, which hold until the first reading shown turns stale.
 
     Never longer: `now < at + stale_after` implies `now - at <= stale_after`, the test of
-    Inputs.variable() (rounding is monotonic). It may end a moment early, where the two
-    tests part by a rounding: the view made anew then shows the same values.
+    Inputs.variable() (rounding is monotonic). It may end a moment early (at `at +
+    stale_after` itself, or where the two tests part by a rounding): the view made anew
+    then shows the same values.
     """
 
     __slots__ = ("proxy", "since", "until", "values")
