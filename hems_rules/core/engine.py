@@ -142,7 +142,7 @@ def decide(
     unshown = None
     if state.settling is not None:
         total = _total(consumption) if snapshot.system_present else None
-        unshown = unsettled(state.settling, rules, snapshot, total, t)
+        unshown = unsettled(state.settling, rules, snapshot, total, t, near=cycle.near)
         cycle.waiting = state.settling if unshown is not None else None
     if not surplus_known:
         missing = [p for p, v in consumption.items() if v is None]
@@ -187,5 +187,6 @@ def _finish(
         surplus=MappingProxyType(supplied.surplus) if supplied is not None else None,
         dc_pool=supplied.dc_pool if supplied is not None else None,
         left=pool.total if pool is not None else None,
+        slack=cycle.slack,
     )
     return plan, EngineState(MappingProxyType(cycle.states), settling)
