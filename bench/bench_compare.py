@@ -8,8 +8,9 @@ each workload runs once per tree, in its own process, with PYTHONPATH naming the
   (bench/workload.py);
 - reaction: a value of com.victronenergy.system changes on D-Bus and `hems-rules run`
   sends `Switch.Set` to an emulated Shelly, alternately on and off;
-- `hems-rules run` with 10 consumers: start to the first decision and to the first
-  `Switch.Set`, then memory and CPU at a steady state (a system value changing every
+- `hems-rules run` with 10 consumers, configured as a user gets it by default (the
+  status page, the history and the day state on): start to the first decision and to
+  the first `Switch.Set`, then memory and CPU at a steady state (a system value changing every
   second without changing any decision). Memory as RSS, PSS (shared pages split among
   the processes that map them), USS (pages no other process maps) and anonymous memory
   (the Python heap, never shared): on a GX, the libraries of Python itself are shared
@@ -17,7 +18,8 @@ each workload runs once per tree, in its own process, with PYTHONPATH naming the
   after its first start, whatever PYTHONDONTWRITEBYTECODE says here, with the
   interpreter options of the tree's installer (service/run). With `.venv-gx`
   (made by `make gx-stack`) the same again on the GX's Python 3.12, dbus-fast and
-  aiohttp (figures `..._gx_<tree>`).
+  aiohttp (figures `..._gx_<tree>`); an earlier tree also gets the packages its GX
+  bundle had and this one's has no more (OLDER_BUNDLE).
 
 The harness (private dbus-daemon, simulated GX, Shelly emulators) is this checkout's for
 both trees. Prints `BENCH <figure>_<tree>=value unit` and `BENCH <figure>_ratio=new/base`.
@@ -106,22 +108,44 @@ class Stack:
     name: str  # "" for this venv, else a suffix of the figures' names
     python: str
     path: tuple[str, ...] = ()
+    older: tuple[str, ...] = ()  # after `path`, for the trees other than this one
 
 
 DEV = Stack("", sys.executable)
 
+# What the GX bundle held before this checkout and holds no more: earlier trees need it.
+OLDER_BUNDLE = (
+    "jsonschema>=4.18,<5",
+    "jsonschema-specifications",
+    "referencing",
+    "attrs",
+    "typing-extensions",
+    "rpds-py",
+    "watchdog>=4",
+)
+
 
 def gx_stack() -> Stack | None:
-    """The GX's Python and packages as `make gx-stack` sets them up, if it has."""
+    """The GX's Python and packages as `make gx-stack` sets them up, if it has; for an
+    earlier tree also what its bundle had (installed beside them from PyPI once)."""
     venv = REPO / ".venv-gx"
     python = venv / "bin" / "python"
-    return Stack("_gx", str(python), (str(venv / "gx-lib"),)) if python.exists() else None
+    if not python.exists():
+        return None
+    older = venv / "older-lib"
+    if not older.exists():
+        partial = venv / "older-lib.partial"  # renamed once complete: never half a lib
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade"]
+        subprocess.run([*pip, "--target", str(partial), *OLDER_BUNDLE], check=True)
+        partial.rename(older)
+    return Stack("_gx", str(python), (str(venv / "gx-lib"),), (str(older),))
 
 
 def env_for(tree: Path, stack: Stack = DEV) -> dict[str, str]:
     # Byte code is written and read as on a GX: without it every start compiles.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPATH": os.pathsep.join((*stack.path, str(tree)))}
+    older = stack.older if tree != REPO else ()
+    return {**env, "PYTHONPATH": os.pathsep.join((*stack.path, *older, str(tree)))}
 
 
 def service_options(tree: Path) -> list[str]:
@@ -198,13 +222,15 @@ def day_figures(trees: Trees) -> None:
 PLAIN_SITE = "{phases: 1, battery_reservation: 0}"
 
 
-def bare_site(tree: Path) -> str:
-    """The appliance alone: the code before this work had no status page and no history;
-    this one has them on by default and is measured without them here (bench_views
-    measures them)."""
+def default_site(tree: Path, directory: Path) -> str:
+    """The site a user gets by default. The code before this work had no status page, no
+    history and no day state; this one has all three on by default, and `run` is measured
+    with them on: only the page's port (0, any free one, so that the bench never collides
+    with another) and the history's directory (`directory`, a temporary one) differ from
+    a GX's."""
     if not (tree / "hems_rules" / "web").exists():
         return PLAIN_SITE
-    return PLAIN_SITE.replace("}", ", web: {enabled: false}, history: {enabled: false}}")
+    return PLAIN_SITE.replace("}", f", web: {{port: 0}}, history: {{path: '{directory}'}}}}")
 
 
 def rules_text(ports: list[int], power: float, site: str = PLAIN_SITE) -> str:
@@ -241,12 +267,24 @@ class Published:
             raise TimeoutError(f"hems-rules published {shown}") from None
 
 
+Rules = Callable[[Path], str]  # the rules text, given a private directory
+
+
 @contextlib.asynccontextmanager
 async def running(
-    tree: Path, rules: str, address: str, stack: Stack = DEV
+    tree: Path, rules: Rules, address: str, stack: Stack = DEV
 ) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`hems-rules run` with its rules, logs, history and day state in a temporary
+    directory (not the GX's /data, which both trees and every run would share)."""
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "rules.yaml").write_text(rules)
+        private = Path(tmp)
+        (private / "rules").mkdir()
+        (private / "rules" / "rules.yaml").write_text(rules(private))
+        day_state = (
+            ["--day-state", str(private / "day-state.json")]
+            if "--day-state" in (tree / "hems_rules" / "cli.py").read_text()
+            else []
+        )
         process = await asyncio.create_subprocess_exec(
             stack.python,
             *service_options(tree),
@@ -254,11 +292,12 @@ async def running(
             "hems_rules.cli",
             "run",
             "--rules",
-            tmp,
+            str(private / "rules"),
             "--bus",
             address,
             "--log-dir",
-            str(Path(tmp) / "log"),
+            str(private / "log"),
+            *day_state,
             env=env_for(tree, stack),
             cwd=tree,
             stdout=asyncio.subprocess.DEVNULL,
@@ -269,6 +308,15 @@ async def running(
         finally:
             process.terminate()
             await process.wait()
+
+
+def consumers(ports: list[int], power: float, tree: Path, site: str | None = None) -> Rules:
+    """Rules for one consumer per port: with `site`, else the default site."""
+
+    def text(directory: Path) -> str:
+        return rules_text(ports, power, site or default_site(tree, directory / "history"))
+
+    return text
 
 
 async def mode_on(client: BusClient) -> None:
@@ -326,7 +374,7 @@ async def reaction(tree: Path, changes: int) -> list[float]:
             client = BusClient(await connect(bus.address))
             await mode_on(client)
             await client.watch(SWITCH, published.update, lambda: None)
-            async with running(tree, rules_text([device.port], LOAD, bare_site(tree)), bus.address):
+            async with running(tree, consumers([device.port], LOAD, tree), bus.address):
                 await published.until(lambda v: v.get("/Devices/0/State") == 0, timeout=30)
                 await published.until(surplus(500))
                 for n in range(changes):
@@ -388,7 +436,7 @@ async def startup(tree: Path, site: str | None = None, stack: Stack = DEV) -> tu
             await mode_on(client)
             await client.watch(SWITCH, published.update, lambda: None)
             start = time.perf_counter()
-            rules = rules_text([d.port for d in devices], 100, site or bare_site(tree))
+            rules = consumers([d.port for d in devices], 100, tree, site)
             async with running(tree, rules, bus.address, stack):
                 first_set = await arrived(devices, 1, timeout=30)
                 await published.until(lambda v: published.first_decision is not None)
@@ -438,7 +486,7 @@ async def footprint(
             metering = asyncio.create_task(meter())
             client = BusClient(await connect(bus.address))
             await mode_on(client)
-            rules = rules_text([d.port for d in devices], 100, site or bare_site(tree))
+            rules = consumers([d.port for d in devices], 100, tree, site)
             async with (
                 running(tree, rules, bus.address, stack) as p,
                 contextlib.AsyncExitStack() as watching,

@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import logging.handlers
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from hems_rules import tls
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import Inputs
 from hems_rules.core.model import CycleResult
@@ -32,7 +31,7 @@ from hems_rules.errors import RulesError
 from hems_rules.health import Faults
 from hems_rules.localtime import local_now
 from hems_rules.loop import EngineLoop, Publisher
-from hems_rules.ruleset import RuleSet, load_rules
+from hems_rules.ruleset import RuleSet
 from hems_rules.ruleset.watch import RulesWatcher
 from hems_rules.shelly.relays import Address, direct
 from hems_rules.sinks.device_numbers import DeviceNumbers
@@ -44,34 +43,6 @@ from hems_rules.sources.variables import BrokerAddress, VariableSources, broker_
 from hems_rules.tasks import Tasks
 
 log = logging.getLogger(__name__)
-
-
-def setup_logging(directory: Path | None, verbose: bool = False) -> None:
-    """stderr for multilog, plus rotated info and debug files when a directory is given."""
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setLevel(logging.DEBUG if verbose else logging.INFO)
-    stderr.setFormatter(fmt)
-    root.addHandler(stderr)
-    if directory is None:
-        return
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        log.warning("no log files: %s", err)
-        return
-    for name, level, size in (
-        ("info.log", logging.INFO, 1_000_000),
-        ("debug.log", logging.DEBUG, 2_000_000),
-    ):
-        handler = logging.handlers.RotatingFileHandler(
-            directory / name, maxBytes=size, backupCount=3
-        )
-        handler.setLevel(level)
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
 
 
 class View(Publisher, Protocol):
@@ -246,8 +217,18 @@ class App:
             switch.show_rules_error(self.rules_error)
 
         self.watcher = await stack.enter_async_context(
-            RulesWatcher(options.rules_dir, rules, loop.swap_rules, on_error=rules_error)
+            RulesWatcher(options.rules_dir, rules, self._swap_rules, on_error=rules_error)
         )
+
+    def _swap_rules(self, rules: RuleSet) -> None:
+        """New good rules to the engine, unless they need TLS that this process left out
+        (tls.py): then it stops, and daemontools starts it again with TLS."""
+        needs = tls.needed_by(rules) if tls.left_out() else None
+        if needs is not None:
+            self.fail(f"the new rules need TLS for {needs}, which this process left out")
+            return
+        assert self.loop is not None, "the watcher starts after the loop"
+        self.loop.swap_rules(rules)
 
     async def _views(self, stack: contextlib.AsyncExitStack, switch: SwitchService) -> list[View]:
         """The history and the status page, when the rules want them (their modules are
@@ -297,13 +278,8 @@ class App:
         await relays.release(ids)
 
 
-async def run_app(options: AppOptions) -> int:
-    """`hems-rules run`: 0 after SIGTERM/SIGINT, 1 when the rules or a component fail."""
-    try:
-        rules = load_rules(options.rules_dir)
-    except Exception as err:  # whatever the loader raised, nothing may run on it
-        log.error("the rules cannot be used, nothing runs:\n%s", err)
-        return 1
+async def run_app(options: AppOptions, rules: RuleSet) -> int:
+    """`hems-rules run`: 0 after SIGTERM/SIGINT, 1 when a component fails."""
     app = App(options, rules)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import date
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -214,22 +213,72 @@ def _demo(args: argparse.Namespace) -> int:
 
 def examples() -> Path:
     """The example rules the package carries (what `demo` runs without --rules)."""
-    return Path(str(resources.files("hems_rules") / "examples"))
+    return Path(__file__).with_name("examples")
+
+
+def _setup_logging(directory: Path | None, verbose: bool = False) -> None:
+    """stderr for multilog, plus rotated info and debug files when a directory is given."""
+    import logging
+    import logging.handlers
+
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.DEBUG if verbose else logging.INFO)
+    stderr.setFormatter(fmt)
+    root.addHandler(stderr)
+    if directory is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        logging.getLogger(__name__).warning("no log files: %s", err)
+        return
+    for name, level, size in (
+        ("info.log", logging.INFO, 1_000_000),
+        ("debug.log", logging.DEBUG, 2_000_000),
+    ):
+        handler = logging.handlers.RotatingFileHandler(
+            directory / name, maxBytes=size, backupCount=3
+        )
+        handler.setLevel(level)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
 
 
 def _run(args: argparse.Namespace) -> int:
+    """0 after SIGTERM/SIGINT, 1 when the rules or a component fail."""
+    import logging
+
+    from hems_rules import tls
+    from hems_rules.ruleset.compiler import load_rules
+
+    _setup_logging(args.log_dir, args.verbose)
+    log = logging.getLogger(__name__)
+    try:
+        rules = load_rules(args.rules)
+    except Exception as err:  # whatever the loader raised, nothing may run on it
+        log.error("the rules cannot be used, nothing runs:\n%s", err)
+        return 1
+    # Decided before asyncio is imported, which would load OpenSSL (tls.py).
+    needs = tls.needed_by(rules)
+    if needs is not None:
+        log.info("TLS loaded for %s", needs)
+    elif tls.leave_out():
+        log.info("TLS left out: no rule needs it")
+
     import asyncio
 
-    from hems_rules.app import AppOptions, run_app, setup_logging
+    from hems_rules.app import AppOptions, run_app
 
-    setup_logging(args.log_dir, args.verbose)
     options = AppOptions(
         rules_dir=args.rules,
         bus_address=args.bus,
         poll_interval=args.poll,
         day_state=args.day_state,
     )
-    return asyncio.run(run_app(options))
+    return asyncio.run(run_app(options, rules))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,22 +9,18 @@
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
-PURE="asteval>=1.0.9,<2 jsonschema>=4.18,<5 jsonschema-specifications referencing attrs typing-extensions aiomqtt>=2.3,<3 paho-mqtt>=2"
-COMPILED="rpds-py watchdog>=4"
+PURE="asteval>=1.0.9,<2 aiomqtt>=2.3,<3 paho-mqtt>=2"
 
-# lib DIR [pip platform options]: the packages a GX lacks, installed into DIR.
+# lib DIR: the packages a GX lacks, installed into DIR. All of them are pure Python, so
+# the same lib/ serves every architecture.
 lib() {
     target=$1
-    shift
     # shellcheck disable=SC2086
     "$PYTHON" -m pip install --quiet --no-deps --target "$target" $PURE
     # PyYAML has no armv7l wheel: its sdist builds as pure Python without libyaml.
     PYYAML_FORCE_LIBYAML=0 "$PYTHON" -m pip install --quiet --no-deps --no-binary pyyaml \
         --target "$target" "PyYAML>=6"
     find "$target" -name '_yaml*.so' -delete
-    # shellcheck disable=SC2086
-    "$PYTHON" -m pip install --quiet --no-deps --only-binary :all: "$@" --target "$target" \
-        $COMPILED
 }
 
 if [ "${1:-}" = --lib ]; then
@@ -45,8 +41,7 @@ for arch in "$@"; do
         cp "$SRC/schema/$schema.schema.json" "$stage/hems_rules/$schema.schema.json"
     done
     find "$stage" -name __pycache__ -type d -exec rm -rf {} +
-    lib "$stage/lib" --python-version 3.12 --implementation cp --platform "manylinux_2_31_$arch" \
-        --platform "manylinux2014_$arch" --platform "manylinux_2_17_$arch"
+    lib "$stage/lib"
     tar -C "$work" -czf "$SRC/dist/hems-rules-gx-$VERSION-$arch.tar.gz" hems-rules
     rm -rf "$work"
     echo "dist/hems-rules-gx-$VERSION-$arch.tar.gz"

@@ -49,7 +49,7 @@ from importlib.metadata import version
 
 import yaml
 
-names = ["dbus-fast", "aiohttp", "aiomqtt", "paho-mqtt", "jsonschema", "asteval", "watchdog"]
+names = ["dbus-fast", "aiohttp", "aiomqtt", "paho-mqtt", "asteval"]
 found = ", ".join(f"{n} {version(n)}" for n in names)
 libyaml = "libyaml" if getattr(yaml, "__with_libyaml__", False) else "pure Python"
 print(f"gx-stack: Python {sys.version.split()[0]}, {found}, PyYAML {yaml.__version__} ({libyaml})")

@@ -145,6 +145,9 @@ class World:
         switch = device.switches[0]
         return switch.load if switch.output else 0.0
 
+    def draws(self) -> Mapping[str, float]:
+        return {c.id: self.drawn(c.id) for c in self.rules.consumers}
+
     def per_phase(self, only: Callable[[str], bool] = lambda _: True) -> dict[str, float]:
         loads: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         for consumer in self.rules.consumers:
@@ -232,7 +235,7 @@ class Soak:
             tank_heaters=("rod_l1", "rod_l2"), seed=self.random.randrange(1000),
         )  # fmt: skip
         for n in range(40):  # a cloudy day: a cloud every few simulated minutes
-            self.day.clouds.append(Cloud(9 * 3600 + n * 400, self.random.uniform(60, 300), 0.7))
+            self.day.clouds += (Cloud(9 * 3600 + n * 400, self.random.uniform(60, 300), 0.7),)
         self.day.apply(0.0, self.world)
         await self.system.register()
         log_path = self.directory / "run.log"

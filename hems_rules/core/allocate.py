@@ -11,6 +11,8 @@ switches are settling, nothing is switched because of surplus or deficit.
 
 from __future__ import annotations
 
+import math
+
 from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot, new_tuple
 from hems_rules.core.observe import Entry
@@ -51,6 +53,13 @@ class Allocation:
         self._waiting: dict[bool, Reason] = {}
         self.due: dict[str, Reason] = {}  # due consumers, with how much they still need
         self.switched: list[str] = []  # the consumers this cycle switches (some twice)
+        # How far the readings may move before a comparison of this cycle comes out
+        # otherwise (core/slack.py): the least of what each comparison left, over its gain.
+        self.slack = math.inf
+
+    def near(self, difference: float, gain: float = 1.0) -> None:
+        """A comparison whose figures were `difference` W from deciding otherwise."""
+        self.slack = min(self.slack, abs(difference) / gain)
 
     def held(self, state: ConsumerState, minimum: float) -> float:
         """Seconds a min_on / min_off timer still holds, 0 when it does not."""
@@ -64,12 +73,18 @@ class Allocation:
         """The W that must be left after a consumer, margins aside: R, or 0 for a primary."""
         return 0.0 if consumer.primary else (self.reservation.watts or 0.0)
 
-    def gate(self, consumer: Consumer, left: float, margin: float) -> bool:
+    def gate(self, consumer: Consumer, booked: Pool, margin: float) -> bool:
         """Whether what is left after this consumer clears its bar (margin signed by caller)."""
+        left = booked.total
         if consumer.primary:
-            return left >= margin - EPSILON
-        reserved = self.reservation.watts
-        return reserved is not None and left >= reserved + margin - EPSILON
+            bar = margin - EPSILON
+        else:
+            reserved = self.reservation.watts
+            if reserved is None:
+                return False
+            bar = reserved + margin - EPSILON
+        self.near(left - bar, booked.gain)
+        return left >= bar
 
     def over_limit(self, shares: Shares, *, starting: bool) -> Phase | None:
         """The first phase whose continuous inverter power this load would exceed, if any.
@@ -88,7 +103,9 @@ class Allocation:
             load = projected.get(phase, 0.0) + share
             if starting:
                 load += self.held_later.get(phase, 0.0) + self.unconfirmed.get(phase, 0.0)
-            if load > limit + EPSILON:
+            bound = limit + EPSILON
+            self.near(load - bound)
+            if load > bound:
                 return phase
         return None
 
@@ -312,7 +329,9 @@ class Allocation:
             for phase, share in shares:
                 together[phase] = together.get(phase, 0.0) + share
         for phase, limit in self.limits.items():
-            if together.get(phase, 0.0) > limit + EPSILON:
+            load, bound = together.get(phase, 0.0), limit + EPSILON
+            self.near(load - bound)
+            if load > bound:
                 break
         else:
             return {}
@@ -380,7 +399,7 @@ class Allocation:
             return
         booked = self.pool.book(shares, forced=True)
         left = booked.total
-        if self.gate(consumer, left, -consumer.off_margin):
+        if self.gate(consumer, booked, -consumer.off_margin):
             self.pool = booked
             self.project(shares)
             kept = Reason(Code.ON, (power, left, self.bar(consumer)))
@@ -420,7 +439,11 @@ class Allocation:
             return
         pool = self.starting_pool()
         booked = pool.book(shares, forced=False)
-        if booked is None or not self.gate(consumer, booked.total, consumer.on_margin):
+        if booked is None:
+            # Fed anyway, it could not clear its bar (the pool would owe): the slack says
+            # how far the surplus is from letting it start.
+            self.gate(consumer, pool.book(shares, forced=True), consumer.on_margin)
+        if booked is None or not self.gate(consumer, booked, consumer.on_margin):
             numbers = (False, consumer.power, consumer.on_margin, pool.total, self.bar(consumer))
             self.record(entry, False, Reason(Code.NO_SURPLUS, numbers))
             return

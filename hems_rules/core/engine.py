@@ -178,7 +178,7 @@ def decide(
     unshown = None
     if state.settling is not None:
         total = _total(consumption) if snapshot.system_present else None
-        unshown = unsettled(state.settling, rules, snapshot, total, t)
+        unshown = unsettled(state.settling, rules, snapshot, total, t, near=cycle.near)
         cycle.waiting = state.settling if unshown is not None else None
     if not surplus_known:
         missing = [p for p, v in consumption.items() if v is None]
@@ -224,6 +224,7 @@ def _finish(
         MappingProxyType(supplied.surplus) if supplied is not None else None,
         supplied.dc_pool if supplied is not None else None,
         cycle.pool.total if supplied is not None else None,  # left
+        cycle.slack,
     )
     plan = new_tuple(Plan, fields)
     return plan, new_tuple(EngineState, (MappingProxyType(cycle.states), settling))

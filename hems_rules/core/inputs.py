@@ -10,6 +10,7 @@ pure side imports no asyncio; the live loop swaps in an asyncio.Event to wait on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Protocol
@@ -150,6 +151,12 @@ class Inputs:
             return None
         return value
 
+    def variables_hold(self, now: float) -> bool:
+        """Whether the last snapshot's variables are what a snapshot at `now` shows: no
+        setter has changed what they show since, and none has turned stale."""
+        view = self._variables_view
+        return view is not None and view.holds(now)
+
     def snapshot(self, now: float, extra_system: Mapping[str, float] | None = None) -> Snapshot:
         """Everything as of `now` (the clock the setters' `at` use)."""
         system = self._system_view
@@ -170,7 +177,13 @@ class Inputs:
             )
         if self._names_view is None:
             self._names_view = MappingProxyType({i: n for i, n in self.names.items() if n})
-        return Snapshot(
+        # Snapshot(...) without its frozen dataclass's __init__, which sets each field
+        # through object.__setattr__ at three times the cost of the rest of this method,
+        # and a simulated day makes a snapshot for nearly every second. Snapshot has no
+        # __post_init__ and no slots: its __dict__ is the whole of it (the test of this
+        # module holds it to that).
+        snapshot: Snapshot = object.__new__(Snapshot)
+        vars(snapshot).update(
             system=MappingProxyType(system),
             system_present=self.system_present,
             settings=self.settings,
@@ -182,34 +195,37 @@ class Inputs:
             hub4_mode=self.hub4_mode,
             names=self._names_view,
         )
+        return snapshot
 
     def _variables_at(self, now: float) -> _VariablesView:
         names = set(self.rules.variables) | set(self._variables)
         values = {n: self.variable(n, now) for n in names}
-        fresh = []  # the readings that turn stale later, each with its stale_after
+        until = math.inf  # when the first of the readings shown turns stale
         for name, variable in self.rules.variables.items():
             stale_after = variable.source.stale_after
             reading = self._variables.get(name)
             if stale_after is not None and reading is not None and values[name] is not None:
-                fresh.append((reading[1], stale_after))
-        return _VariablesView(values, now, tuple(fresh))
+                until = min(until, reading[1] + stale_after)
+        return _VariablesView(values, now, until)
 
 
 _ABSENT = object()  # a variable a view does not show
 
 
 class _VariablesView:
-    """The variables as of `since`, which hold while none of the `fresh` turns stale:
-    later, with the same test as Inputs.variable(), so the view changes exactly when
-    the values would."""
+    """The variables as of `since`, which hold until the first reading shown turns stale.
 
-    __slots__ = ("fresh", "proxy", "since", "values")
+    Never longer: `now < at + stale_after` implies `now - at <= stale_after`, the test of
+    Inputs.variable() (rounding is monotonic). It may end a moment early (at `at +
+    stale_after` itself, or where the two tests part by a rounding): the view made anew
+    then shows the same values.
+    """
 
-    def __init__(
-        self, values: dict[str, float | None], since: float, fresh: tuple[tuple[float, float], ...]
-    ) -> None:
-        self.values, self.since, self.fresh = values, since, fresh
+    __slots__ = ("proxy", "since", "until", "values")
+
+    def __init__(self, values: dict[str, float | None], since: float, until: float) -> None:
+        self.values, self.since, self.until = values, since, until
         self.proxy: Mapping[str, float | None] = MappingProxyType(values)
 
     def holds(self, now: float) -> bool:
-        return self.since <= now and all(now - at <= after for at, after in self.fresh)
+        return self.since <= now < self.until

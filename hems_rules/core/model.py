@@ -7,6 +7,7 @@ or once, is a NamedTuple, the rest a frozen dataclass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -187,6 +188,9 @@ class Plan(NamedTuple):
     surplus: Mapping[Phase, float] | None = None  # per phase, after the DC pool covered deficits
     dc_pool: float | None = None
     left: float | None = None  # what remains after the plan, all phases and DC
+    # How far the readings may move before a comparison of this plan comes out otherwise:
+    # W of the power readings and the reservation together (core/slack.py).
+    slack: float = math.inf
 
     def decision(self, consumer_id: str) -> Decision:
         for decision in self.decisions:

@@ -9,7 +9,7 @@ surplus or deficit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from hems_rules.core.model import UNAVAILABLE, Decision, Settling, Snapshot, Switched
 from hems_rules.core.observe import draw
@@ -26,6 +26,8 @@ def unsettled(
     snapshot: Snapshot,
     total: float | None,
     t: float,
+    *,
+    near: Callable[[float], None],
 ) -> dict[Phase, float] | None:
     """What the meters do not show yet of the last switches (offs negative), or None when
     they have settled.
@@ -35,6 +37,7 @@ def unsettled(
     unavailable) adds nothing, but keeps the batch from settling until `settle` passes.
     The confirmed ones are shown once the total AC consumption has moved their way by
     half their net draw since they were sent, or at once when that is too small to see.
+    `near` learns how far the consumption was from settling them (or not).
     """
     if t - settling.since >= rules.site.settle:
         return None
@@ -65,7 +68,9 @@ def unsettled(
         shown = False
     else:
         moved = total - settling.baseline if net > 0 else settling.baseline - total
-        shown = moved >= abs(net) / 2 - EPSILON
+        half = abs(net) / 2 - EPSILON
+        near(moved - half)
+        shown = moved >= half
     if not shown:
         return moves
     return None if confirmed else {}

@@ -100,14 +100,19 @@ class Pool:
 
     Never changed after it is made: booking gives a new pool, so a booking that does
     not fit costs nothing to drop.
+
+    `gain` bounds how far its figures move when the readings move: a pool made from the
+    readings moves by at most what they moved together (1), and a booking that feeds a
+    phase from another at `factor` may stretch a move by 1/factor (core/slack.py).
     """
 
-    __slots__ = ("_total", "dc", "factor", "phases")
+    __slots__ = ("_total", "dc", "factor", "gain", "phases")
 
-    def __init__(self, phases: dict[Phase, float], dc: float, factor: float) -> None:
+    def __init__(self, phases: dict[Phase, float], dc: float, factor: float, gain: float = 1.0):
         self.phases = phases
         self.dc = dc
         self.factor = factor  # what a watt fed from another phase delivers
+        self.gain = gain
         self._total: float | None = None
 
     @property
@@ -158,7 +163,7 @@ class Pool:
                 if not forced:
                     return None
                 dc -= need
-        return Pool(phases, dc, factor)
+        return Pool(phases, dc, factor, self.gain / factor)
 
 
 class Supply(NamedTuple):

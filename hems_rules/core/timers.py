@@ -37,7 +37,6 @@ def next_timer(rules: RuleSet, state: EngineState, now: datetime) -> float:
     """The next deadline (a timestamp) after `now`: from then on, a cycle on the same
     snapshot may decide differently from one at `now` that left `state`. It is never
     later than the next local midnight."""
-    t = now.timestamp()
     day = Day(now)
     deadlines = [day.at(DAY_MINUTES)]  # the day's starts and runtime begin anew
     if state.settling is not None:
@@ -46,28 +45,28 @@ def next_timer(rules: RuleSet, state: EngineState, now: datetime) -> float:
     for consumer in rules.consumers:
         consumer_state = remembered.get(consumer.id)
         if consumer_state is not None:
-            deadlines.extend(_deadlines(consumer, consumer_state, rules, day))
-    return min(d for d in deadlines if d > t)
+            _deadlines(consumer, consumer_state, rules, day, deadlines)
+    t = now.timestamp()
+    return min([d for d in deadlines if d > t])
 
 
-def _deadlines(consumer: Consumer, state: ConsumerState, rules: RuleSet, day: Day) -> list[float]:
-    deadlines = []
-    if state.switched_at is not None:
-        deadlines += [state.switched_at + consumer.min_on, state.switched_at + consumer.min_off]
+def _deadlines(
+    consumer: Consumer, state: ConsumerState, rules: RuleSet, day: Day, deadlines: list[float]
+) -> None:
+    """Add the consumer's deadlines to `deadlines` (each cycle that may be skipped asks:
+    one list for all, not one per consumer)."""
+    switched_at = state.switched_at
+    if switched_at is not None:
+        deadlines += (switched_at + consumer.min_on, switched_at + consumer.min_off)
         if state.awaiting:
             # An unconfirmed switch counts for everything once CONFIRM_WITHIN has passed.
-            deadlines += [
-                state.switched_at + CONFIRM_WITHIN,
-                state.switched_at + COMMAND_TIMEOUT,
-            ]
-    if state.pending_since is not None:
-        deadlines += [
-            state.pending_since + consumer.on_delay,
-            state.pending_since + consumer.off_delay,
-        ]
+            deadlines += (switched_at + CONFIRM_WITHIN, switched_at + COMMAND_TIMEOUT)
+    pending_since = state.pending_since
+    if pending_since is not None:
+        deadlines += (pending_since + consumer.on_delay, pending_since + consumer.off_delay)
     runtime = consumer.runtime
     if runtime is None:
-        return deadlines
+        return
     # While the relay reports on, its runtime grows with the clock from `counted_at`.
     counting = state.counted_at
     ran = state.runtime
@@ -81,7 +80,6 @@ def _deadlines(consumer: Consumer, state: ConsumerState, rules: RuleSet, day: Da
         else:
             # Due from when the time left is no more than what it still needs.
             deadlines.append(deadline - (runtime.min - ran) - rules.site.loop_interval)
-    return deadlines
 
 
 # A consumer's state but what the clock alone moves while its relay is on: the runtime
@@ -91,16 +89,19 @@ _COURSE = itemgetter(
 )
 
 
-def _same_course(state: ConsumerState, other: ConsumerState) -> bool:
-    counting = state.counted_at is not None
-    return counting == (other.counted_at is not None) and _COURSE(state) == _COURSE(other)
-
-
 def idle(before: EngineState, after: EngineState) -> bool:
     """Whether a cycle from `before` to `after` changed nothing but the runtime counted."""
-    if before.settling != after.settling or before.consumers.keys() != after.consumers.keys():
+    if before.settling != after.settling:
         return False
-    old = before.consumers
-    return all(
-        state is old[i] or _same_course(state, old[i]) for i, state in after.consumers.items()
-    )
+    old, new = before.consumers, after.consumers
+    if old == new:  # each state the same object, mostly: compared by identity, in C
+        return True
+    if old.keys() != new.keys():
+        return False
+    for consumer_id, state in new.items():
+        was = old[consumer_id]
+        if state is not was and (
+            (state.counted_at is None) != (was.counted_at is None) or _COURSE(state) != _COURSE(was)
+        ):
+            return False
+    return True

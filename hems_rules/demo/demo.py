@@ -132,6 +132,9 @@ class DemoWorld:
     def drawn(self, consumer_id: str) -> float:
         return self.relays.drawn(self.rules.consumer(consumer_id))
 
+    def draws(self) -> Mapping[str, float]:
+        return {c.id: self.relays.drawn(c) for c in self.rules.consumers}
+
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None:
         self.base.update(values or {})
         self.meter()
@@ -320,7 +323,7 @@ async def _run(
 ) -> int:
     clock = VirtualClock(speed, datetime(2026, 6, 21, 9, 30).astimezone())
     day = SolarDay(start_h=9.5, ac_pv_peak=8000, dc_pv_peak=5000, soc=50.0, tank_temp=67.0)
-    day.clouds.append(Cloud(10.5 * 3600, 600, 0.8))  # one cloud the newcomer sees shed a load
+    day.clouds += (Cloud(10.5 * 3600, 600, 0.8),)  # one cloud the newcomer sees shed a load
     relays = emulate(rules, bus_address)
 
     def loopback(endpoint: ShellyEndpoint) -> tuple[str, int]:

@@ -5,34 +5,33 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator
+from collections.abc import Mapping
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
-
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import ValidationError
 
 from hems_rules.errors import Problem
 from hems_rules.ruleset.durations import format_duration, parse_duration
+from hems_rules.ruleset.validator import Found, Location, SchemaError, Validator
 from hems_rules.ruleset.yamldoc import YamlDocument
 
 RULES = "rules.schema.json"
 SCENARIO = "scenario.schema.json"
+# The package's directory, where the schemas are installed (and linked in a checkout).
+_PACKAGE = Path(__file__).parent.parent
 
 
 @cache
 def schema(name: str = RULES) -> dict[str, Any]:
-    text = resources.files("hems_rules").joinpath(name).read_text("utf-8")
-    loaded: dict[str, Any] = json.loads(text)
+    loaded: dict[str, Any] = json.loads((_PACKAGE / name).read_text("utf-8"))
     return loaded
 
 
 def _inline(node: Any, name: str) -> Any:
     """The schema `name` with every $ref replaced by its definition.
 
-    Same meaning, but jsonschema no longer resolves references per instance, which made
-    up most of the compile time (the schemas have no recursive definitions). Keywords
+    Same meaning, with nothing to resolve while checking an instance (the schemas have
+    no recursive definitions), so the validator needs no references at all. Keywords
     beside a $ref narrow what it refers to (a use's x-seconds replaces the duration's).
     A reference into another schema names its file, relative to $id as JSON Schema has
     it: "rules.schema.json#/$defs/duration".
@@ -51,8 +50,8 @@ def _inline(node: Any, name: str) -> Any:
 
 
 def _seconds(
-    validator: Any, bounds: dict[str, float], instance: Any, spec: dict[str, Any]
-) -> Iterator[ValidationError]:
+    _: Validator, bounds: dict[str, float], instance: Any, __: Mapping[str, Any], ___: Location
+) -> Found:
     """x-seconds: a duration's range in seconds, whichever way it is written."""
     try:
         seconds = parse_duration(instance)
@@ -60,19 +59,14 @@ def _seconds(
         return  # not a duration at all: the anyOf beside this says so
     low, high = bounds.get("minimum", 0.0), bounds.get("maximum")
     if seconds < low:
-        yield ValidationError(f"{_show(instance)} is shorter than {format_duration(low)}")
+        yield f"{_show(instance)} is shorter than {format_duration(low)}"
     elif high is not None and seconds > high:
-        yield ValidationError(f"{_show(instance)} is longer than {format_duration(high)}")
-
-
-_Validator = validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator, {"x-seconds": _seconds}
-)
+        yield f"{_show(instance)} is longer than {format_duration(high)}"
 
 
 @cache
-def _validator(name: str) -> Any:
-    return _Validator(_inline(schema(name), name))
+def _validator(name: str) -> Validator:
+    return Validator(_inline(schema(name), name), {"x-seconds": _seconds})
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -110,10 +104,9 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _problems(doc: YamlDocument, err: ValidationError) -> list[Problem]:
-    path = tuple(err.absolute_path)
-    spec = err.schema if isinstance(err.schema, dict) else {}
-    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+def _problems(doc: YamlDocument, err: SchemaError) -> list[Problem]:
+    path, spec = err.path, err.schema
+    if err.keyword == "additionalProperties" and isinstance(err.instance, dict):
         known = sorted(spec.get("properties", {}))
         problems = []
         for key in err.instance:
@@ -125,9 +118,9 @@ def _problems(doc: YamlDocument, err: ValidationError) -> list[Problem]:
         return problems
     if "x-message" in spec:  # a rule about the whole mapping, not a value to quote
         return [doc.problem(path, spec["x-message"])]
-    if "x-error" in spec and err.validator != "x-seconds":
+    if "x-error" in spec and err.keyword != "x-seconds":
         return [doc.problem(path, f"{_show(err.instance)} {spec['x-error']}")]
-    if err.validator == "enum":
+    if err.keyword == "enum":
         choices = ", ".join(_show(c) for c in spec.get("enum", []) if c is not False)
         return [doc.problem(path, f"{_show(err.instance)} is not one of {choices}")]
     message, shown = err.message, repr(err.instance)
@@ -139,7 +132,7 @@ def _problems(doc: YamlDocument, err: ValidationError) -> list[Problem]:
 def validate(doc: YamlDocument, name: str = RULES) -> list[Problem]:
     """Every problem of one document against the schema `name`, located."""
     problems: list[Problem] = []
-    errors = _validator(name).iter_errors(doc.data)
+    errors = _validator(name).errors(doc.data)
     for err in sorted(errors, key=lambda e: list(map(str, e.path))):
         problems.extend(_problems(doc, err))
     return problems

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from hems_rules.core.controller import Controller
 from hems_rules.core.inputs import SystemValue
@@ -29,13 +29,14 @@ _KEYS = tuple((p, f"/Ac/PvOnGrid/{p}/Power", f"/Ac/Consumption/{p}/Power") for p
 class World(Protocol):
     """What the day drives: the simulation's Plant, or the demo's GX and Shellies."""
 
-    rules: RuleSet
-
     def update_system(self, values: Mapping[str, SystemValue] | None) -> None: ...
 
     def set_variable(self, name: str, value: float | None, t: float) -> None: ...
 
-    def drawn(self, consumer_id: str) -> float: ...
+    def draws(self) -> Mapping[str, float]:
+        """What each managed load draws now, by consumer id. Returning the same mapping
+        while no relay changes spares the day from summing it again every second."""
+        ...
 
 
 def _tenths(watts: float) -> float:
@@ -59,6 +60,34 @@ class Spike:
     phase: str
 
 
+Span = TypeVar("Span", Cloud, Spike)
+
+
+@dataclass(frozen=True)
+class _Passing(Generic[Span]):
+    """The spans of `spans` (clouds, spikes) that pass at every second from `since` until
+    before `until`: a day looks them up once, not every second.
+
+    A span passes at `seconds` when `0 <= seconds - start <= length`. Those that pass at
+    `since` still pass before `start + length` (`s < a + b` implies `s - a <= b`,
+    rounding is monotonic), and those to come do not pass before their start.
+    """
+
+    spans: tuple[Span, ...]
+    since: float
+    until: float
+    passing: tuple[Span, ...]
+
+    @classmethod
+    def at(cls, spans: tuple[Span, ...], seconds: float) -> _Passing[Span]:
+        passing = tuple(s for s in spans if 0 <= seconds - s.start <= s.length)
+        ends = [s.start + s.length for s in passing] + [s.start for s in spans if s.start > seconds]
+        return cls(spans, seconds, min(ends, default=math.inf), passing)
+
+    def holds(self, spans: tuple[Span, ...], seconds: float) -> bool:
+        return spans is self.spans and self.since <= seconds < self.until
+
+
 @dataclass
 class SolarDay:
     """The world of one day; `apply(t, plant)` sets the GX's readings for second `t`."""
@@ -77,20 +106,27 @@ class SolarDay:
     tank_heaters: tuple[str, ...] = ("heater_l1", "heater_l2", "heater_l3")
     seed: int = 7
     cloud_count: int = 14  # clouds passing between 07:00 and 19:00
-    clouds: list[Cloud] = field(default_factory=list)
-    spikes: list[Spike] = field(default_factory=list)
+    # Made from the seed; add one as `day.clouds += (Cloud(...),)`.
+    clouds: tuple[Cloud, ...] = ()
+    spikes: tuple[Spike, ...] = ()
     _last_t: float | None = None
+    _clouds: _Passing[Cloud] | None = field(default=None, init=False, repr=False)
+    _spikes: _Passing[Spike] | None = field(default=None, init=False, repr=False)
+    # The world's draws as last read, their total and the tank heaters' share of it.
+    _draws: tuple[Mapping[str, float], float, float] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
-        self.clouds = [
+        self.clouds = tuple(
             Cloud(rng.uniform(7, 19) * _HOUR, rng.uniform(60, 900), rng.uniform(0.3, 0.8))
             for _ in range(self.cloud_count)
-        ]
-        self.spikes = [
+        )
+        self.spikes = tuple(
             Spike(rng.uniform(6, 22) * _HOUR, rng.uniform(120, 600), w, rng.choice(PHASES))
             for w in (2000, 2000, 2000, 2500, 3000, 1500, 1200)
-        ]
+        )
 
     def hour(self, t: float) -> float:
         return (self.start_h + t / _HOUR) % 24
@@ -105,22 +141,25 @@ class SolarDay:
             return 0.0
         clear = math.sin(math.pi * (h - self.sunrise_h) / (self.sunset_h - self.sunrise_h)) ** 1.5
         seconds = h * _HOUR
+        clouds = self._clouds
+        if clouds is None or not clouds.holds(self.clouds, seconds):
+            clouds = self._clouds = _Passing.at(self.clouds, seconds)
         shade = 1.0
-        for cloud in self.clouds:
-            into = seconds - cloud.start
-            if 0 <= into <= cloud.length:
-                shade *= 1 - cloud.depth * math.sin(math.pi * into / cloud.length)
+        for cloud in clouds.passing:
+            shade *= 1 - cloud.depth * math.sin(math.pi * (seconds - cloud.start) / cloud.length)
         return float(clear * shade)
 
     def house(self, t: float, phase: str) -> float:
-        return self._house(self.hour(t) * _HOUR)[phase]
+        return self._house(self.hour(t) * _HOUR)[PHASES.index(phase)]
 
-    def _house(self, seconds: float) -> dict[str, float]:
-        """The household load per phase at `seconds` after midnight."""
-        loads: dict[str, float] = dict.fromkeys(PHASES, self.house_base)
-        for spike in self.spikes:
-            if 0 <= seconds - spike.start <= spike.length:
-                loads[spike.phase] += spike.watts
+    def _house(self, seconds: float) -> list[float]:
+        """The household load of each phase at `seconds` after midnight."""
+        spikes = self._spikes
+        if spikes is None or not spikes.holds(self.spikes, seconds):
+            spikes = self._spikes = _Passing.at(self.spikes, seconds)
+        loads = [self.house_base] * len(PHASES)
+        for spike in spikes.passing:
+            loads[PHASES.index(spike.phase)] += spike.watts
         return loads
 
     def apply(self, t: float, world: World) -> None:
@@ -130,8 +169,7 @@ class SolarDay:
         h = self.hour(t)
         sun = self._sun(h)
         pv = _tenths(self.ac_pv_peak * sun / 3)
-        loads = self._house(h * _HOUR)
-        l1, l2, l3 = loads["L1"], loads["L2"], loads["L3"]
+        l1, l2, l3 = self._house(h * _HOUR)
         values: dict[str, SystemValue] = {
             "/Dc/Pv/Power": _tenths(self.dc_pv_peak * sun),
             "/Ac/PvOnGrid/L1/Power": pv,
@@ -141,23 +179,27 @@ class SolarDay:
             "/Ac/PvOnGrid/L3/Power": pv,
             "/Ac/Consumption/L3/Power": _tenths(l3),
         }
-        drawn = world.drawn
-        managed = {c.id: drawn(c.id) for c in world.rules.consumers}
-        used = 0.0 + l1 + l2 + l3 + sum(managed.values())
+        managed = world.draws()
+        if self._draws is None or self._draws[0] is not managed:
+            heating = sum([w for i, w in managed.items() if i in self.tank_heaters])
+            self._draws = (managed, sum(managed.values()), heating)
+        _, drawn, heating = self._draws
+        used = 0.0 + l1 + l2 + l3 + drawn
         battery = self.ac_pv_peak * sun + self.dc_pv_peak * sun * 0.925 - used
         room = (100.0 - self.soc) / 100 * self.battery_wh * _HOUR / max(dt, 1.0)
         battery = min(battery, self.max_charge, room)
         if self.soc <= 10:
             battery = max(battery, 0.0)
         self.soc = min(100.0, max(0.0, self.soc + battery * dt / _HOUR / self.battery_wh * 100))
-        heating = sum([w for i, w in managed.items() if i in self.tank_heaters])
         self.tank_temp += (heating * dt / _HOUR) / self.tank_wh_per_k - 0.5 * dt / _HOUR
         values["/Dc/Battery/Soc"] = round(self.soc, 2)
         values["/Dc/Battery/Power"] = round(battery, 1)
         world.update_system(values)
-        world.set_variable("tank_temp", round(self.tank_temp, 2), t)
-        rod = self.tank_temp + (15.0 if managed.get("heater_l1") else 0.0)
-        world.set_variable("rod_temp", round(rod, 2), t)
+        tank = round(self.tank_temp, 2)
+        world.set_variable("tank_temp", tank, t)
+        # The rod is as warm as the tank while it is off: the same number, rounded once.
+        rod = round(self.tank_temp + 15.0, 2) if managed.get("heater_l1") else tank
+        world.set_variable("rod_temp", rod, t)
 
 
 def cycles(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from hems_rules.core.inputs import Inputs, SystemValue
@@ -72,13 +73,11 @@ class Plant:
     meter: LaggingMeter = field(init=False)
     # Counts the switches and device changes: while it stands still, the relays do too.
     relay_changes: int = field(default=0, init=False)
-    # The last snapshot, which holds while no input changes and the clock is before
-    # `_holds_until` (a variable that turns stale, the meter showing a switch).
+    # The last snapshot, which holds while no input changes, no variable turns stale
+    # (Inputs knows when) and the meter shows the same, until `_meter_until`.
     _snapshot: Snapshot | None = field(default=None, init=False, repr=False)
-    _holds_until: float = field(default=-math.inf, init=False, repr=False)
-    _variable_times: dict[str, float] = field(default_factory=dict, init=False, repr=False)
-    _stale_after: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     _relays_changed: bool = field(default=True, init=False, repr=False)
+    _draws: Mapping[str, float] | None = field(default=None, init=False, repr=False)
     # What the meter adds to each consumption path, consumer by consumer, until it
     # shows a change at `_meter_until`.
     _metered: list[tuple[str, tuple[float, ...]]] = field(
@@ -92,19 +91,16 @@ class Plant:
         self.meter = LaggingMeter(self.meter_lag)
         self.use_rules(self.rules)
 
-    def _changed(self, relays: bool = False) -> None:
-        self._holds_until = -math.inf
-        self._relays_changed = self._relays_changed or relays
+    def _relays_change(self) -> None:
+        """The relays' facts and draws are to be read again, and metered anew."""
+        self._relays_changed = True
+        self._meter_until = -math.inf
+        self._draws = None
 
     def use_rules(self, rules: RuleSet) -> None:
         self.rules = rules
         self.inputs.rules = rules
-        self._stale_after = {
-            name: variable.source.stale_after
-            for name, variable in rules.variables.items()
-            if variable.source.stale_after is not None
-        }
-        self._changed(relays=True)
+        self._relays_change()
 
     def relay(self, consumer_id: str) -> EmulatedRelay:
         relay = self.relays.get(consumer_id)
@@ -117,6 +113,13 @@ class Plant:
         if relay is None or not relay.on:
             return 0.0  # what draw() says, without looking up the consumer
         return relay.draw(self.rules.consumer(consumer_id).power)
+
+    def draws(self) -> Mapping[str, float]:
+        """What each of the rules' consumers draws: the same mapping until a relay changes."""
+        if self._draws is None:
+            draws = {c.id: self.drawn(c.id) for c in self.rules.consumers}
+            self._draws = MappingProxyType(draws)
+        return self._draws
 
     def switch(self, consumer_id: str, on: bool, t: float) -> None:
         relay = self.relay(consumer_id)
@@ -139,7 +142,7 @@ class Plant:
 
     def _meter(self, consumer_id: str, t: float) -> None:
         """The meter learns a relay's new draw when it changes (removed consumers: never)."""
-        self._changed(relays=True)
+        self._relays_change()
         self.relay_changes += 1
         consumer = self.rules.by_id.get(consumer_id)
         if consumer is not None:
@@ -149,11 +152,6 @@ class Plant:
         self.inputs.update_system(values)
 
     def set_variable(self, name: str, value: float | None, t: float) -> None:
-        stale_after = self._stale_after.get(name)
-        last = self._variable_times.get(name)
-        if last is None or (stale_after is not None and t - last > stale_after):
-            self._changed()  # it was stale, and the same value again is fresh
-        self._variable_times[name] = t
         self.inputs.set_variable(name, value, t)
 
     def update_dbus(self, service: str, values: Mapping[str, SystemValue], t: float) -> None:
@@ -187,11 +185,15 @@ class Plant:
         an idle moment by identity.
         """
         inputs = self.inputs
-        if self._snapshot is not None and t < self._holds_until and not inputs.changed.is_set():
+        if (
+            self._snapshot is not None
+            and t < self._meter_until
+            and not inputs.changed.is_set()
+            and inputs.variables_hold(t)
+        ):
             return self._snapshot
         if self._relays_changed:
             self._relays_changed = False
-            self._meter_until = -math.inf
             for consumer in self.rules.consumers:
                 relay = self.relay(consumer.id)
                 inputs.set_device(consumer.id, relay.fact(consumer.power))
@@ -219,15 +221,4 @@ class Plant:
             snapshot = self._snapshot
         inputs.changed.clear()
         self._snapshot = snapshot
-        self._holds_until = min(self._meter_until, self._fresh_until(t))
         return snapshot
-
-    def _fresh_until(self, t: float) -> float:
-        """Until when every variable fresh at `t` stays fresh (inf: none turns stale)."""
-        until = math.inf
-        times = self._variable_times
-        for name, stale_after in self._stale_after.items():
-            at = times.get(name)
-            if at is not None and t - at <= stale_after:
-                until = min(until, at + stale_after)
-        return until

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hems_rules.core.controller import Controller
 from hems_rules.core.model import NO_LIMIT, Decision, EngineState, Plan, Settings, Snapshot
+from hems_rules.core.slack import Baseline
 from hems_rules.core.timers import EARLY, idle, next_timer
 from hems_rules.errors import Problem, RulesError
 from hems_rules.ruleset import schema
@@ -426,8 +427,11 @@ class _Cycles:
 
     After an idle cycle (it changed nothing but the clock in the engine's state), the
     next cycles on the same rules and snapshot decide what it decided until the engine's
-    next timer falls due (core/timers.py), so they are skipped. Whoever reads the plan
-    (an expectation) first has the latest skipped cycle run, so it sees the plan it made.
+    next timer falls due (core/timers.py), so they are skipped. With `banded`, so are
+    those whose readings moved less than the plan's slack (core/slack.py): they decide
+    the same states and reasons, though the numbers in the reasons, the surplus and the
+    reservation they would show differ. Whoever reads the plan (an expectation) first has
+    the latest skipped cycle run, so it sees the plan it made.
     """
 
     def __init__(
@@ -440,6 +444,7 @@ class _Cycles:
         on_change: Callable[[float, Decision], None] | None,
         on_cycle: Callable[[float, Plan, Plant], None] | None,
         skip: bool,
+        banded: bool,
     ) -> None:
         self.plant = plant
         self.controller = controller
@@ -447,6 +452,7 @@ class _Cycles:
         self.on_change = on_change
         self.on_cycle = on_cycle
         self.skip = skip
+        self.banded = banded
         # Absolute time: adding a timedelta to a zoned datetime would add wall-clock time.
         self.origin, self.zone = scenario.start.timestamp(), scenario.start.tzinfo
         self._last: _Ran | None = None
@@ -457,11 +463,13 @@ class _Cycles:
         snapshot = self.plant.snapshot(at)
         self.outcome.cycles += 1
         last = self._last
+        rules = self.controller.rules
         if (
             last is not None
-            and last.snapshot is snapshot
-            and last.rules is self.controller.rules
+            and last.rules is rules
+            and (last.snapshot is snapshot or self.banded)
             and self.origin + at < last.repeats_until()
+            and (last.snapshot is snapshot or last.baseline().holds(snapshot))
         ):
             self._skipped = (at, snapshot)
             self.outcome.skipped += 1
@@ -503,7 +511,7 @@ class _Ran:
     """A cycle that ran, and until when cycles on its rules and snapshot would repeat it:
     worked out only when such a cycle comes (with a driver, the snapshot mostly changes)."""
 
-    __slots__ = ("_until", "after", "before", "now", "plan", "rules", "snapshot")
+    __slots__ = ("_baseline", "_until", "after", "before", "now", "plan", "rules", "snapshot")
 
     def __init__(
         self,
@@ -516,6 +524,13 @@ class _Ran:
         self.rules, self.plan, self.snapshot, self.now = rules, plan, snapshot, now
         self.before, self.after = states  # the engine's state before the cycle and after
         self._until: float | None = None
+        self._baseline: Baseline | None = None
+
+    def baseline(self) -> Baseline:
+        """What later snapshots are measured against (core/slack.py)."""
+        if self._baseline is None:
+            self._baseline = Baseline(self.rules, self.plan, self.snapshot)
+        return self._baseline
 
     def repeats_until(self) -> float:
         """The time before which a cycle on the same rules and snapshot decides the same;
@@ -543,9 +558,10 @@ def run_scenario(
     A `driver` changes the world once per simulated second, before the timeline's steps.
     `on_cycle` sees every cycle's plan and the plant after its commands (replay's meter).
     The outcome lists the expectations that failed. Cycles that cannot change the plan
-    are skipped unless `skip_idle` is False; what is printed and checked is the same,
-    and `on_cycle` sees a skipped cycle with the plan of the last one run (the same
-    decisions, reservation and surplus; reasons and runtimes as of that cycle).
+    are skipped unless `skip_idle` is False; what is printed and checked is the same.
+    With `on_cycle`, only the cycles on the same snapshot as the last one run are
+    skipped, and it sees them with that cycle's plan (the same decisions, reservation
+    and surplus; reasons and runtimes as of that cycle).
     """
     plant = Plant(rules=scenario.rules, settings=scenario.settings, meter_lag=scenario.meter_lag)
     controller = Controller(scenario.rules)
@@ -558,6 +574,7 @@ def run_scenario(
         on_change=on_change,
         on_cycle=on_cycle,
         skip=skip_idle,
+        banded=on_cycle is None,  # on_cycle sees each cycle's reservation
     )
     end = scenario.end if until is None else until
     # Events at one time run in this order: the driver, changes, cycles, expectations.
@@ -593,7 +610,7 @@ def run_scenario(
                 break
             driver(drive_at, plant)
             changed(drive_at)
-            drive_at = round(drive_at + 1.0, 6)
+            drive_at += 1.0  # whole seconds: exact, so rounded already
             continue
         at, kind, _, payload = heapq.heappop(queue)
         if at > last:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from hems_rules import tls
 from hems_rules.errors import ConfigurationError, TransientError
 from hems_rules.health import Faults, Health
 from hems_rules.ruleset.rules import HttpSource
@@ -47,6 +48,13 @@ def _mapped(err: Exception) -> Exception:
         return HttpUnreachableError(str(err) or type(err).__name__)
     if isinstance(err, ValueError):
         return HttpUnreachableError(f"no value in the answer: {err}")
+    if isinstance(err, RuntimeError) and tls.left_out():
+        # aiohttp's refusal of https:// without TLS ("SSL is not supported."): a rule
+        # with an https:// URL loads TLS, so here the server redirected there.
+        return HttpRefusedError(
+            f"the server redirects to https://, and TLS is loaded only for an https:// URL"
+            f" in the rules: write that URL in the rules ({err})"
+        )
     return err  # a bug: health.py logs its traceback
 
 
