@@ -363,6 +363,18 @@ async def reaction(tree: Path, changes: int) -> list[float]:
 
         return reached
 
+    def read_back(on: bool) -> Callable[[Values], bool]:
+        # While a switch settles, the surplus is reckoned as the meter will show it, so
+        # the read-back is seen in the relay's own State (waiting for a surplus that only
+        # the end of `settle` shows made each change 5 s); a tree without the switch
+        # pane (and without settling) shows it in its surplus.
+        counted = surplus(2500 if on else -500)
+
+        def reported(v: Values) -> bool:
+            return v[OUTPUT_STATE] == int(on) if OUTPUT_STATE in v else counted(v)
+
+        return reported
+
     samples: list[float] = []
     with PrivateBus() as bus:
         async with (
@@ -385,18 +397,8 @@ async def reaction(tree: Path, changes: int) -> list[float]:
                     # On: 1500 W over the house. Off: 500 W, the heater's 1000 W counted back.
                     system.set(PV, HOUSE + 1500 if on else HOUSE + 500)
                     samples.append(await arrived([device], sent + 1) - start)
-                    # The read-back, then the meter, each seen by hems-rules. While a
-                    # switch settles, the surplus is reckoned as the meter will show it,
-                    # so the read-back is seen in the relay's own State (waiting for a
-                    # surplus that only the end of `settle` shows made each change 5 s);
-                    # a tree without the switch pane (and without settling) shows it in
-                    # its surplus.
-                    counted = surplus(2500 if on else -500)
-                    await published.until(
-                        lambda v, on=on, counted=counted: (
-                            v[OUTPUT_STATE] == int(on) if OUTPUT_STATE in v else counted(v)
-                        )
-                    )
+                    # The read-back, then the meter, each seen by hems-rules.
+                    await published.until(read_back(on))
                     system.set(CONSUMPTION, HOUSE + (LOAD if on else 0))
                     await published.until(surplus(1500 if on else 500))
             client.bus.disconnect()
