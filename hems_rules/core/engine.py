@@ -224,7 +224,7 @@ def _finish(
         MappingProxyType(supplied.surplus) if supplied is not None else None,
         supplied.dc_pool if supplied is not None else None,
         cycle.pool.total if supplied is not None else None,  # left
-        cycle.slack,
+        cycle.slack,  # slack (core/slack.py)
     )
     plan = new_tuple(Plan, fields)
     return plan, new_tuple(EngineState, (MappingProxyType(cycle.states), settling))

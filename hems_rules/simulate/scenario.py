@@ -463,13 +463,13 @@ class _Cycles:
         snapshot = self.plant.snapshot(at)
         self.outcome.cycles += 1
         last = self._last
-        rules = self.controller.rules
+        same = last is not None and last.snapshot is snapshot
         if (
             last is not None
-            and last.rules is rules
-            and (last.snapshot is snapshot or self.banded)
-            and self.origin + at < last.repeats_until()
-            and (last.snapshot is snapshot or last.baseline().holds(snapshot))
+            and last.rules is self.controller.rules
+            and (same or self.banded)
+            and self.origin + at < last.repeats_until()  # after the cheap tests: it costs
+            and (same or last.baseline().holds(snapshot))
         ):
             self._skipped = (at, snapshot)
             self.outcome.skipped += 1
