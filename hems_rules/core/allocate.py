@@ -21,6 +21,9 @@ from hems_rules.core.surplus import EPSILON, Pool, Reservation
 from hems_rules.ruleset.rules import Consumer, Phase, RuleSet, Shares
 
 _NOTHING = Pool({}, 0.0, 1.0)  # the pool until the surplus is known (a Pool never changes)
+# W by which a consumer must miss its bar for start_or_wait to say so without booking it:
+# far above the rounding of a booking's arithmetic, so a tie is judged by the booking.
+_CLEARLY = 1e-3
 
 
 class Allocation:
@@ -83,7 +86,9 @@ class Allocation:
             if reserved is None:
                 return False
             bar = reserved + margin - EPSILON
-        self.near(left - bar, booked.gain)
+        # near(), written out: this runs for most consumers in every cycle.
+        slack = abs(left - bar) / booked.gain
+        self.slack = slack if slack < self.slack else self.slack
         return left >= bar
 
     def over_limit(self, shares: Shares, *, starting: bool) -> Phase | None:
@@ -104,7 +109,8 @@ class Allocation:
             if starting:
                 load += self.held_later.get(phase, 0.0) + self.unconfirmed.get(phase, 0.0)
             bound = limit + EPSILON
-            self.near(load - bound)
+            slack = abs(load - bound)  # near(), written out (as in gate())
+            self.slack = slack if slack < self.slack else self.slack
             if load > bound:
                 return phase
         return None
@@ -166,28 +172,7 @@ class Allocation:
         pending_since: float | None = None,
     ) -> None:
         """Record a controlled consumer's outcome, switching it when `on` differs."""
-        self.outcome(
-            entry.consumer,
-            entry.state,
-            entry.note,
-            on,
-            why,
-            power=power,
-            pending_since=pending_since,
-        )
-
-    def outcome(
-        self,
-        consumer: Consumer,
-        state: ConsumerState,
-        note: Reason | None,
-        on: bool,
-        why: Reason,
-        *,
-        power: float = 0.0,
-        pending_since: float | None = None,
-    ) -> None:
-        """`record` for a consumer that has no Entry: one held off decides without the walk."""
+        consumer, state, note = entry.consumer, entry.state, entry.note
         consumer_id = consumer.id
         command = None
         if on != state.on:
@@ -438,13 +423,25 @@ class Allocation:
             self.record(entry, False, Reason(Code.INVERTER_LIMIT, (round(consumer.power), over)))
             return
         pool = self.starting_pool()
-        booked = pool.book(shares, forced=False)
+        power, margin, bar = consumer.power, consumer.on_margin, self.bar(consumer)
+        # A booking takes at least the consumer's power from the pool (a watt fed from
+        # another phase costs more): when even that leaves it clearly short of its bar,
+        # it cannot start, and no booking need be made. Most consumers that are off end
+        # here in most cycles; the slack is then a bound below the booking's own.
+        short = pool.total - power - bar - margin + EPSILON
+        booked: Pool | None = None
+        if short < -_CLEARLY:
+            self.near(short, pool.gain / pool.factor)
+        else:
+            booked = pool.book(shares, forced=False)
+            if booked is None:
+                # Fed anyway, it could not clear its bar (the pool would owe): the slack
+                # says how far the surplus is from letting it start.
+                self.gate(consumer, pool.book(shares, forced=True), margin)
+            elif not self.gate(consumer, booked, margin):
+                booked = None
         if booked is None:
-            # Fed anyway, it could not clear its bar (the pool would owe): the slack says
-            # how far the surplus is from letting it start.
-            self.gate(consumer, pool.book(shares, forced=True), consumer.on_margin)
-        if booked is None or not self.gate(consumer, booked, consumer.on_margin):
-            numbers = (False, consumer.power, consumer.on_margin, pool.total, self.bar(consumer))
+            numbers = (False, power, margin, pool.total, bar)
             self.record(entry, False, Reason(Code.NO_SURPLUS, numbers))
             return
         since = state.pending_since if state.pending_since is not None else self.t
@@ -459,8 +456,8 @@ class Allocation:
             booked = self.pool.book(shares, forced=True)
         self.pool = booked
         self.project(shares)
-        started = (consumer.power, booked.total, self.bar(consumer))
-        self.record(entry, True, Reason(Code.ON, started), power=consumer.power)
+        started = (power, booked.total, bar)
+        self.record(entry, True, Reason(Code.ON, started), power=power)
 
     def unknown_reservation(self) -> Reason:
         return Reason(Code.RESERVATION_UNKNOWN, (self.reservation.error,))

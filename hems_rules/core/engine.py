@@ -109,7 +109,7 @@ def decide(
             current, note = prev, None  # off as told, nothing to count: as observe() says
             # The most common consumer of all, at scale: under control, held off by
             # min_off, with no delay pending. Its state stays as it is, and its decision
-            # needs none of Allocation.outcome's cases (a command, a delay, a daily
+            # needs none of Allocation.record's cases (a command, a delay, a daily
             # runtime, a note), so it is made here.
             min_off = consumer.min_off
             if (
@@ -168,7 +168,8 @@ def decide(
             # Held off by min_off it books nothing: its place in the walk is moot.
             at, min_off = current.switched_at, consumer.min_off
             if at is not None and min_off > 0 and at + min_off > t:
-                cycle.outcome(consumer, current, note, False, HELD_OFF(at + min_off - t))
+                entry = new_tuple(Entry, (consumer, current, fact, note, power, shares))
+                cycle.record(entry, False, HELD_OFF(at + min_off - t))
                 continue
         slots[rank[index]] = new_tuple(Entry, (consumer, current, fact, note, power, shares))
     ranked = [*filter(None, slots)]  # the controlled, without the empty slots
