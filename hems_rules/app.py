@@ -142,15 +142,18 @@ class App:
         return 0 if self.failure is None else 1
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        """The first decision as soon as its inputs are in, then the rest.
+
+        The first decision needs the bus (the system, the settings, each consumer's Auto)
+        and the day state; no relay has reported yet, so it switches nothing. What acts on
+        decisions or shows them (the relay workers, the history, the page, the HTTP and
+        MQTT sources, the rules watcher) starts after it, before the loop runs: a cycle
+        then reaches every publisher. Each still stops in the order the class says.
+        """
         options, rules, inputs = self.options, self.rules, self.inputs
         client = await stack.enter_async_context(open_client(options.bus_address))
         settings = SettingsClient(client)
         await settings.wait()
-        await stack.enter_async_context(HemsSettings(settings, inputs))
-        await stack.enter_async_context(SystemSource(client, inputs))
-        dbus_variables = await stack.enter_async_context(
-            DbusVariables(client, inputs, rules, options.monotonic)
-        )
         relays = Relays(
             inputs.set_device,
             client,
@@ -158,20 +161,27 @@ class App:
             options.shelly_address,
             faults=self.faults,
         )
-        switch = await stack.enter_async_context(
-            SwitchService(
-                settings,
-                inputs,
-                self.numbers,
-                rules,
-                address=options.bus_address,
-                command=relays.command,
-            )
+        dbus_variables = DbusVariables(client, inputs, rules, options.monotonic)
+        switch = SwitchService(
+            settings,
+            inputs,
+            self.numbers,
+            rules,
+            address=options.bus_address,
+            command=relays.command,
+        )
+        vrm = VrmBatteries(settings, rules, options.bus_address)
+        # Independent of one another: their calls to the bus overlap.
+        await enter_together(
+            stack,
+            HemsSettings(settings, inputs),
+            SystemSource(client, inputs),
+            dbus_variables,
+            switch,
+            vrm,
         )
         self.faults.listen(switch.show_config_error)
-        vrm = await stack.enter_async_context(VrmBatteries(settings, rules, options.bus_address))
         await stack.enter_async_context(relays)
-        relays.sync(rules.consumers)
         # Exit callbacks run in reverse: this one after the engine below has stopped.
         stack.push_async_callback(self._release, relays)
         controller = Controller(rules)
@@ -181,8 +191,6 @@ class App:
             day_state = await stack.enter_async_context(DayState(options.day_state))
             controller.state = day_state.restore(controller.state, options.wall().date())
             publishers.append(RememberedDay(controller, day_state))
-        views = await self._views(stack, switch)
-        publishers.extend(views)
         loop = EngineLoop(
             controller,
             inputs,
@@ -192,13 +200,18 @@ class App:
             wall=options.wall,
             on_fatal=self.fail,
         )
+        await loop.decide_first()
+        # What starts after the first decision stops after the engine.
+        later = await stack.enter_async_context(contextlib.AsyncExitStack())
+        relays.sync(rules.consumers)
         loop.on_rules(lambda new: relays.sync(new.consumers))
         loop.on_rules(switch.use_rules)
         loop.on_rules(vrm.use_rules)
         loop.on_rules(dbus_variables.use_rules)
-        for view in views:
+        for view in await self._views(later, switch):
+            loop.add_publisher(view)
             loop.on_rules(view.use_rules)
-        sources = await stack.enter_async_context(
+        sources = await later.enter_async_context(
             VariableSources(
                 inputs,
                 rules,
@@ -276,6 +289,27 @@ class App:
         if ids:
             log.info("releasing %s", ", ".join(ids))
         await relays.release(ids)
+
+
+async def enter_together(
+    stack: contextlib.AsyncExitStack, *components: contextlib.AbstractAsyncContextManager[object]
+) -> None:
+    """Enter components that do not depend on one another at once, so that their round
+    trips to the bus overlap. Those entered go on `stack` in the order given, whatever
+    became of the others (a failure, a cancellation); then the first failure is raised."""
+    entering = [asyncio.ensure_future(c.__aenter__()) for c in components]
+    try:
+        await asyncio.wait(entering)
+    finally:
+        for task in entering:
+            task.cancel()  # those still entering when this start-up itself was cancelled
+        await asyncio.wait(entering)
+        for component, task in zip(components, entering, strict=True):
+            if not task.cancelled() and task.exception() is None:
+                stack.push_async_exit(component)
+    for task in entering:
+        if (error := task.exception()) is not None:
+            raise error
 
 
 async def run_app(options: AppOptions, rules: RuleSet) -> int:

@@ -69,6 +69,7 @@ class EngineLoop:
         self.inputs = inputs
         self.relays = relays
         self.publishers = list(publishers)
+        self.latest: CycleResult | None = None  # the last cycle's result
         self.cycles = 0
         self.loop_time = 0.0
         self._coalesce_limit = coalesce_limit
@@ -91,6 +92,24 @@ class EngineLoop:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._tasks.aclose()
+
+    async def decide_first(self) -> None:
+        """The first decision, before the loop runs, out on the bus when this returns.
+
+        The app makes it as soon as the inputs it needs are in, and starts the rest (the
+        relay workers, the history, the page) after it, while the loop is not yet running.
+        """
+        self._changed.clear()  # what changes from now on is for the loop's first cycle
+        self._guarded_cycle()
+        # Publishers send on the next tick of the event loop (a BusService batches its
+        # ItemsChanged): let that run before whatever starts next holds the event loop.
+        await asyncio.sleep(0)
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        """Publish to `publisher` from now on, starting with the last cycle's result."""
+        self.publishers.append(publisher)
+        if self.latest is not None:
+            self._publish(publisher, self.latest)
 
     def on_rules(self, callback: Callable[[RuleSet], None]) -> None:
         """Call `callback` after each rules swap (after the releases have been sent)."""
@@ -127,16 +146,19 @@ class EngineLoop:
             log.info("%s %s: %s", decision.consumer, decision.state, decision.reason)
         self.cycles += 1
         self.loop_time = time.perf_counter() - started
-        result = CycleResult(plan, tuple(changed), snapshot, at, self.loop_time)
+        result = self.latest = CycleResult(plan, tuple(changed), snapshot, at, self.loop_time)
         for publisher in self.publishers:
-            try:
-                publisher.publish(result)
-            except Exception:
-                log.exception("%s could not publish the cycle", type(publisher).__name__)
+            self._publish(publisher, result)
         # Last, when the decision is out: should this fail, loop_interval still holds.
         self._deadline = None
         self._deadline = next_timer(self.controller.rules, self.controller.state, at)
         return plan
+
+    def _publish(self, publisher: Publisher, result: CycleResult) -> None:
+        try:
+            publisher.publish(result)
+        except Exception:
+            log.exception("%s could not publish the cycle", type(publisher).__name__)
 
     def _guarded_cycle(self) -> None:
         try:

@@ -29,9 +29,55 @@ def under(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
 
 def test_run_loads_no_demo_emulator_simulator_web_server_or_unused_mqtt() -> None:
     modules = loaded("import hems_rules.cli, hems_rules.app")
-    assert "hems_rules.app" in modules and "aiohttp" in modules
+    assert "hems_rules.app" in modules
     assert under(modules, NOT_FOR_RUN) == []
     assert under(modules, ("aiomqtt", "paho")) == [], "MQTT only for rules that use it"
+    # A quarter of the start on a GX, and the first decision needs none of it: loaded
+    # with the first Shelly or HTTP variable, after that decision (app.py).
+    assert under(modules, ("aiohttp",)) == [], "an HTTP client only for rules that use one"
+
+
+# The relays and the variable sources of `rules`, started as `run` starts them.
+RELAYS_AND_SOURCES = """
+import asyncio
+from hems_rules.core.inputs import Inputs
+from hems_rules.ruleset.compiler import compile_documents
+from hems_rules.ruleset.yamldoc import parse_yaml
+from hems_rules.shelly.relays import ShellyRelays
+from hems_rules.sources.variables import VariableSources
+
+doc, problems = parse_yaml("rules.yaml", {rules!r})
+rules = compile_documents([doc], problems)
+inputs = Inputs(rules)
+
+async def main():
+    async with (
+        ShellyRelays(inputs.set_device) as relays,
+        VariableSources(inputs, rules, lambda n, v: False),
+    ):
+        relays.sync(rules.consumers)
+
+asyncio.run(main())
+"""
+DBUS_ONLY = """site: {phases: 1, battery_reservation: 0}
+variables:
+  outside: {dbus: {service: com.victronenergy.temperature.x, path: /Temperature}}
+consumers:
+  - {id: pump, dbus: {service: com.victronenergy.switch.x, output: 0}, power: 500}
+"""
+
+
+def test_rules_without_a_shelly_or_an_http_variable_never_load_aiohttp() -> None:
+    assert under(loaded(RELAYS_AND_SOURCES.format(rules=DBUS_ONLY)), ("aiohttp",)) == []
+    shelly = DBUS_ONLY.replace(
+        "dbus: {service: com.victronenergy.switch.x, output: 0}", "shelly: {host: 127.0.0.1}"
+    )
+    http = DBUS_ONLY.replace(
+        "dbus: {service: com.victronenergy.temperature.x, path: /Temperature}",
+        "http: {url: 'http://127.0.0.1:9/t', json: t}",
+    )
+    for rules in (shelly, http):
+        assert "aiohttp.client" in loaded(RELAYS_AND_SOURCES.format(rules=rules))
 
 
 def test_check_loads_neither_the_app_nor_what_run_leaves_out() -> None:

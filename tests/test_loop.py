@@ -182,3 +182,25 @@ async def test_a_min_on_that_ends_is_acted_on_at_once_not_at_the_next_loop_inter
     assert 0.5 <= ended - started < 1.5
     reasons = [d.reason for r in recorder.results for d in r.plan.decisions]
     assert any("held by min_on" in reason for reason in reasons)
+
+
+async def test_the_first_decision_is_made_before_the_loop_runs_and_reaches_later_publishers() -> (
+    None
+):
+    """`run` decides once before its relays, history and page start (app.py): those
+    that start after the first decision still get it, and every cycle after it."""
+    rules = rules_from(SLOW + HEATER)
+    inputs = Inputs(rules, Settings(mode=1))
+    inputs.update_system({"/Ac/PvOnGrid/L1/Power": 0.0})
+    first, later = Recorder(), Recorder()
+    loop = EngineLoop(Controller(rules), inputs, BrokenRelays(), [first])
+    await loop.decide_first()
+    assert [r.plan.decision("h").state for r in first.results] == ["unavailable"]
+    inputs.set_device("h", DeviceFact(on=False))  # the relay reports while others start
+    loop.add_publisher(later)
+    assert later.results == first.results
+    async with loop:
+        await wait_until(lambda: len(later.results) == 2, what="a cycle for the report")
+        await passes(20)
+    assert later.results == first.results
+    assert [r.plan.decision("h").state for r in later.results] == ["unavailable", "off"]

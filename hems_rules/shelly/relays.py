@@ -15,14 +15,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from hems_rules.core.model import DeviceFact
 from hems_rules.health import Faults, Health, reason
 from hems_rules.ruleset.rules import Consumer, ShellyEndpoint
-from hems_rules.shelly.rpc import ShellyRpc
 from hems_rules.tasks import Tasks
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from hems_rules.shelly.rpc import ShellyRpc
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +153,11 @@ class ShellyRelay:
 
 
 class ShellyRelays:
-    """Every consumer's relay worker (an async context manager owning the HTTP session)."""
+    """Every consumer's relay worker (an async context manager owning the HTTP session).
+
+    The session, and with it aiohttp's client, comes with the first Shelly: rules
+    without one never load it, and `run` decides once before it syncs the relays.
+    """
 
     def __init__(
         self,
@@ -166,13 +173,14 @@ class ShellyRelays:
         self._address = address
         self._faults = faults
         self._session: aiohttp.ClientSession | None = None
+        self._open = False
         self._tasks = Tasks("Shelly relays")
         self._workers: dict[str, tuple[ShellyRelay, asyncio.Task[None]]] = {}
         self._finishing: set[asyncio.Task[None]] = set()
         self._clients: dict[tuple[str, int, str, str | None], ShellyRpc] = {}
 
     async def __aenter__(self) -> ShellyRelays:
-        self._session = aiohttp.ClientSession()
+        self._open = True
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -183,7 +191,7 @@ class ShellyRelays:
 
     def sync(self, consumers: Iterable[Consumer]) -> None:
         """Start workers for new or changed Shelly consumers; stop those no longer in the rules."""
-        assert self._session is not None, "use ShellyRelays as an async context manager"
+        assert self._open, "use ShellyRelays as an async context manager"
         wanted = {c.id: c for c in consumers if c.shelly is not None}
         gone = [i for i, (w, _) in self._workers.items() if wanted.get(i) != w.consumer]
         for consumer_id in gone:
@@ -212,7 +220,15 @@ class ShellyRelays:
 
     def _rpc(self, consumer: Consumer) -> ShellyRpc:
         """One client per device: channels of a Pro4PM share it, and so its one-at-a-time lock."""
-        assert self._session is not None and consumer.shelly is not None
+        # Imported with the first Shelly: aiohttp's client is a quarter of `run`'s start
+        # on a GX, needed neither for its first decision nor by rules without a Shelly.
+        import aiohttp  # noqa: PLC0415
+
+        from hems_rules.shelly.rpc import ShellyRpc  # noqa: PLC0415
+
+        assert consumer.shelly is not None
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
         endpoint = consumer.shelly
         host, port = self._address(endpoint)
         key = (host, port, endpoint.user, endpoint.password)

@@ -13,15 +13,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
-import aiohttp
-
 from hems_rules.core.inputs import Inputs
 from hems_rules.health import Faults
 from hems_rules.ruleset.rules import HttpSource, MqttBroker, MqttSource, RuleSet
-from hems_rules.sources.http import HttpPoller
 from hems_rules.tasks import Tasks
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from hems_rules.sources.mqtt import AutoReport
 
 log = logging.getLogger(__name__)
@@ -55,12 +54,13 @@ class VariableSources:
         self._faults = faults
         self._broker_address = broker_address
         self._http = http
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # with the first HTTP source
+        self._open = False
         self._tasks = Tasks("variable sources")
         self._key: object = None
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession()
+        self._open = True
         self.use_rules(self._rules)
         return self
 
@@ -78,7 +78,7 @@ class VariableSources:
 
     def use_rules(self, rules: RuleSet) -> None:
         """Run the sources of `rules`; those of the previous rules are cancelled."""
-        assert self._session is not None, "use VariableSources as an async context manager"
+        assert self._open, "use VariableSources as an async context manager"
         key = (dict(rules.variables), rules.site.mqtt)
         if key == self._key:
             return
@@ -96,9 +96,15 @@ class VariableSources:
             self._tasks.keep_running("mqtt", source.run)
         elif mqtt and broker is None:
             log.warning("MQTT variables %s need site.mqtt", ", ".join(mqtt))
-        for name, variable in rules.variables.items():
-            if self._http and isinstance(variable.source, HttpSource):
-                poller = HttpPoller(
-                    name, variable.source, self._session, self.report, faults=self._faults
-                )
+        http = {n: v.source for n, v in rules.variables.items() if isinstance(v.source, HttpSource)}
+        if self._http and http:
+            # aiohttp's client is loaded only where HTTP is used (or a Shelly: relays.py).
+            import aiohttp  # noqa: PLC0415
+
+            from hems_rules.sources.http import HttpPoller  # noqa: PLC0415
+
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            for name, polled in http.items():
+                poller = HttpPoller(name, polled, self._session, self.report, faults=self._faults)
                 self._tasks.keep_running(f"http-{name}", poller.run)
