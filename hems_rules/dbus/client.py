@@ -183,8 +183,9 @@ class BusClient:
             followed.watches.append(watch)
             if not followed.started:
                 followed.started = True
-                for rule in _matches(service):
-                    await self._dbus("AddMatch", "s", [rule])
+                # Sent together: the bus answers them in order, but need not be waited
+                # for one by one (on a start, every watched service costs these trips).
+                await asyncio.gather(*(self._dbus("AddMatch", "s", [r]) for r in _matches(service)))
                 self._set_owner(followed, await self.owner(service))
                 if followed.owner:
                     await self._scan(followed)
