@@ -1,7 +1,9 @@
 """`hems-rules run`: sources, engine and sinks wired together on the bus.
 
 Start-up order matters on a GX: localsettings may come up after us, so we wait for it;
-every service is fully built before its name is requested; the loop starts last.
+every service is fully built before its name is requested; the first decision is made
+as soon as its inputs are in, and what it does not need (the relay workers, the
+history, the page, aiohttp) starts after it; the loop starts last.
 SIGTERM/SIGINT shut down cleanly, also during start-up: the engine stops, the relay
 workers stop, consumers under control are released per `on_release`, then the names
 are released. SIGHUP reloads the rules now.
