@@ -12,6 +12,8 @@ switches are settling, nothing is switched because of surplus or deficit.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, Decision, Settling, Snapshot, new_tuple
@@ -24,6 +26,7 @@ _NOTHING = Pool({}, 0.0, 1.0)  # the pool until the surplus is known (a Pool nev
 # W by which a consumer must miss its bar for start_or_wait to say so without booking it:
 # far above the rounding of a booking's arithmetic, so a tie is judged by the booking.
 _CLEARLY = 1e-3
+_NONE_DUE: Mapping[str, Reason] = MappingProxyType({})
 
 
 class Allocation:
@@ -53,8 +56,9 @@ class Allocation:
         self._starting: tuple[Pool, int, Pool] | None = None  # see starting_pool()
         self.limits: dict[Phase, float] = {}  # a phase without a limit has none here
         self.waiting: Settling | None = None  # switches the meters do not show yet
-        self._waiting: dict[bool, Reason] = {}
-        self.due: dict[str, Reason] = {}  # due consumers, with how much they still need
+        self._waiting: dict[bool, Reason] | None = None  # see waiting_reason()
+        # Due consumers, with how much they still need (classify() finds them).
+        self.due: Mapping[str, Reason] = _NONE_DUE
         self.switched: list[str] = []  # the consumers this cycle switches (some twice)
         # How far the readings may move before a comparison of this cycle comes out
         # otherwise (core/slack.py): the least of what each comparison left, over its gain.
@@ -152,6 +156,8 @@ class Allocation:
 
     def waiting_reason(self, on: bool) -> Reason:
         """Not switched now: the meters do not show the last switches yet."""
+        if self._waiting is None:
+            self._waiting = {}
         reason = self._waiting.get(on)
         if reason is None:
             assert self.waiting is not None
@@ -220,6 +226,8 @@ class Allocation:
         due: list[Entry] = []
         others: list[Entry] = []
         early = self.rules.site.loop_interval
+        reasons: dict[str, Reason] = {}
+        self.due = reasons
         for entry in controlled:
             runtime = entry.consumer.runtime
             if runtime is None:
@@ -234,7 +242,7 @@ class Allocation:
                 deadline = self.day.at(runtime.by)
                 if need > EPSILON and self.t < deadline and deadline - self.t <= need + early:
                     numbers = (round(need), runtime.min, runtime.by_text)
-                    self.due[entry.consumer.id] = Reason(Code.DUE_NOTE, numbers)
+                    reasons[entry.consumer.id] = Reason(Code.DUE_NOTE, numbers)
                     due.append(entry)
                     continue
             others.append(entry)
@@ -315,7 +323,8 @@ class Allocation:
                 together[phase] = together.get(phase, 0.0) + share
         for phase, limit in self.limits.items():
             load, bound = together.get(phase, 0.0), limit + EPSILON
-            self.near(load - bound)
+            slack = abs(load - bound)  # near(), written out (as in gate())
+            self.slack = slack if slack < self.slack else self.slack
             if load > bound:
                 break
         else:
@@ -362,9 +371,10 @@ class Allocation:
                     not_fitting[consumer_id] = over
                     continue
                 self.pool = self.pool.book(shares, forced=True)
-                self.project(shares)
-                why = HELD_ON(held[consumer_id])
-                self.record(entry, True, why, power=power)
+                projected = self.projected  # project(), written out: the usual running load
+                for phase, share in shares:
+                    projected[phase] = projected.get(phase, 0.0) + share
+                self.record(entry, True, HELD_ON(held[consumer_id]), power=power)
             elif entry.state.on:
                 self.keep_or_stop(entry)
             else:

@@ -82,21 +82,21 @@ def decide(
     remembered = state.consumers
     devices = snapshot.devices
     slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
-    rank = rules.rank
+    states, decisions = cycle.states, cycle.decisions
     today = day.date
     released = uncontrolled(rules, snapshot)
-    for index, consumer in enumerate(rules.consumers):
+    for consumer, place in zip(rules.consumers, rules.rank, strict=True):
         consumer_id = consumer.id
         prev = remembered.get(consumer_id, _FRESH)
         fact = devices.get(consumer_id, UNAVAILABLE)
         if not fact.available:
             gone = counted(prev, False, t, day)._replace(available=False, pending_since=None)
-            cycle.states[consumer_id] = gone
+            states[consumer_id] = gone
             unavailable = Reason(Code.UNAVAILABLE, (fact.cause,))
             decision = Decision(
                 consumer_id, "unavailable", prev.controlled, unavailable, runtime=gone.runtime
             )
-            cycle.decisions[consumer_id] = decision
+            decisions[consumer_id] = decision
             continue
         # All of it at once: a NamedTuple's fields cost more to read one by one (the
         # order is pinned by tests/test_consumer_state.py).
@@ -123,9 +123,9 @@ def decide(
                 and consumer_id not in released
             ):
                 why = HELD_OFF(at + min_off - t)
-                cycle.states[consumer_id] = prev
+                states[consumer_id] = prev
                 off = (consumer_id, "off", True, why, None, 0.0, runtime)
-                cycle.decisions[consumer_id] = new_tuple(Decision, off)
+                decisions[consumer_id] = new_tuple(Decision, off)
                 continue
         elif (
             on
@@ -171,7 +171,7 @@ def decide(
                 entry = new_tuple(Entry, (consumer, current, fact, note, power, shares))
                 cycle.record(entry, False, HELD_OFF(at + min_off - t))
                 continue
-        slots[rank[index]] = new_tuple(Entry, (consumer, current, fact, note, power, shares))
+        slots[place] = new_tuple(Entry, (consumer, current, fact, note, power, shares))
     ranked = [*filter(None, slots)]  # the controlled, without the empty slots
     controlled = cycle.classify(ranked) if rules.timed else ranked
 
