@@ -13,6 +13,7 @@ from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.ruleset.rules import HttpSource
 from hems_rules.sources.http import FAILURES_BEFORE_UNKNOWN, HttpPoller
 from hems_rules.sources.payloads import MAX_CHARS
+from tests.web_server import serving
 
 
 @pytest.fixture
@@ -85,16 +86,9 @@ async def test_an_endless_body_is_refused_at_its_bound_not_read_to_the_end(
 
     app = web.Application()
     app.router.add_get("/", endless)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         seen: dict[str, float | None] = {}
         source = HttpSource(url=f"http://127.0.0.1:{port}/", every=1.0)
         await HttpPoller("big", source, session, seen.__setitem__, timeout=10).poll()
         assert "big (HTTP 127.0.0.1:" in caplog.text
         assert f"longer than {MAX_CHARS // 1000} kB" in caplog.text
-    finally:
-        await runner.cleanup()

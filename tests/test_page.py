@@ -27,6 +27,7 @@ from aiohttp import web
 from hems_rules.ruleset import load_rules
 from tests.browser import Chromium, Tab, available
 from tests.bus import DbusDaemon
+from tests.web_server import serving
 
 REPO = Path(__file__).parent.parent
 ARTIFACTS = Path(os.environ.get("HEMS_ARTIFACTS", REPO / ".artifacts")) / "page"
@@ -324,57 +325,50 @@ async def test_the_page_switches_auto_and_a_foreign_page_cannot(
         return web.Response(text=attempt, content_type="text/html")
 
     foreign.router.add_get("/", serve)
-    runner = web.AppRunner(foreign)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    foreign_port = runner.addresses[0][1]
-    try:
-        async with (
-            demo(dbus_daemon, control_rules, tmp_path / "history") as url,
-            Chromium() as browser,
-            browser.tab(1280, 900) as tab,
-        ):
-            l3 = await device_number(dbus_daemon, "Heater L3")
-            await tab.goto(f"http://127.0.0.1:{foreign_port}/?target={url}")
-            await tab.wait_for("document.title !== ''", what="the foreign request to end")
-            assert await tab.evaluate("document.title") == "blocked"
-            assert await auto_on_bus(dbus_daemon, l3) == 1
+    async with (
+        serving(foreign) as foreign_port,
+        demo(dbus_daemon, control_rules, tmp_path / "history") as url,
+        Chromium() as browser,
+        browser.tab(1280, 900) as tab,
+    ):
+        l3 = await device_number(dbus_daemon, "Heater L3")
+        await tab.goto(f"http://127.0.0.1:{foreign_port}/?target={url}")
+        await tab.wait_for("document.title !== ''", what="the foreign request to end")
+        assert await tab.evaluate("document.title") == "blocked"
+        assert await auto_on_bus(dbus_daemon, l3) == 1
 
-            await loaded(tab, url)
-            assert await tab.evaluate("!document.getElementById('unlock').hidden")
-            await tab.evaluate(
-                "(() => { const p = document.getElementById('password');"
-                f" p.value = {json.dumps(PASSWORD)}; p.dispatchEvent(new Event('input')); }})()"
-            )
-            await tab.evaluate(
-                "document.querySelector('li[data-id=heater_l3] button[data-act=auto]').click()"
-            )
-            await wait_until_auto(dbus_daemon, l3, 0)
-            await tab.wait_for(
-                "document.getElementById('control-message').textContent.includes('set to 0')",
-                what="the page confirming the write",
-            )
-            await tab.wait_for(
-                "document.querySelector('li[data-id=heater_l3] .facts').textContent"
-                ".includes('Auto off')",
-                what="the page showing Auto off",
-            )
-            # A bad edit: the page names the file, line and column; the old rules run on.
-            heaters = control_rules / "heaters.yaml"
-            heaters.write_text(heaters.read_text().replace("power: 1150", "power: lots", 1))
-            error = await tab.wait_for(
-                "!document.getElementById('errors').hidden"
-                " && document.getElementById('rules-error').textContent",
-                timeout=15,
-                what="the rule error on the page",
-            )
-            assert re.search(r"heaters\.yaml:\d+:\d+: consumers\[0\]\.power", error), error
-            assert await tab.evaluate("document.querySelectorAll('#consumers li').length") == 6
-            assert tab.javascript_errors() == []
-            await tab.screenshot(ARTIFACTS / "control.png")
-    finally:
-        await runner.cleanup()
+        await loaded(tab, url)
+        assert await tab.evaluate("!document.getElementById('unlock').hidden")
+        await tab.evaluate(
+            "(() => { const p = document.getElementById('password');"
+            f" p.value = {json.dumps(PASSWORD)}; p.dispatchEvent(new Event('input')); }})()"
+        )
+        await tab.evaluate(
+            "document.querySelector('li[data-id=heater_l3] button[data-act=auto]').click()"
+        )
+        await wait_until_auto(dbus_daemon, l3, 0)
+        await tab.wait_for(
+            "document.getElementById('control-message').textContent.includes('set to 0')",
+            what="the page confirming the write",
+        )
+        await tab.wait_for(
+            "document.querySelector('li[data-id=heater_l3] .facts').textContent"
+            ".includes('Auto off')",
+            what="the page showing Auto off",
+        )
+        # A bad edit: the page names the file, line and column; the old rules run on.
+        heaters = control_rules / "heaters.yaml"
+        heaters.write_text(heaters.read_text().replace("power: 1150", "power: lots", 1))
+        error = await tab.wait_for(
+            "!document.getElementById('errors').hidden"
+            " && document.getElementById('rules-error').textContent",
+            timeout=15,
+            what="the rule error on the page",
+        )
+        assert re.search(r"heaters\.yaml:\d+:\d+: consumers\[0\]\.power", error), error
+        assert await tab.evaluate("document.querySelectorAll('#consumers li').length") == 6
+        assert tab.javascript_errors() == []
+        await tab.screenshot(ARTIFACTS / "control.png")
 
 
 async def wait_until_auto(daemon: DbusDaemon, number: int, value: int) -> None:

@@ -90,6 +90,7 @@ def test_a_redirect_to_https_without_tls_is_a_fault_the_user_can_fix() -> None:
         from hems_rules.errors import ConfigurationError
         from hems_rules.ruleset.rules import HttpSource
         from hems_rules.sources.http import HttpPoller
+        from tests.web_server import serving
 
         async def redirect(request):
             raise web.HTTPFound("https://127.0.0.1:1/t")
@@ -97,16 +98,10 @@ def test_a_redirect_to_https_without_tls_is_a_fault_the_user_can_fix() -> None:
         async def main():
             app = web.Application()
             app.router.add_get("/t", redirect)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = runner.addresses[0][1]
-            async with aiohttp.ClientSession() as session:
+            async with serving(app) as port, aiohttp.ClientSession() as session:
                 source = HttpSource(url=f"http://127.0.0.1:{port}/t")
                 poller = HttpPoller("tank", source, session, lambda *_: None)
                 await poller.poll()
-            await runner.cleanup()
             assert isinstance(poller.health.error, ConfigurationError), poller.health.error
             print(poller.health.error)
 

@@ -105,6 +105,8 @@ class Allocation:
         if not limits:
             return None
         projected = self.projected
+        least = self.slack  # near(), written out (as in gate())
+        over = None
         for phase, share in shares:
             limit = limits.get(phase)
             if limit is None:
@@ -113,11 +115,13 @@ class Allocation:
             if starting:
                 load += self.held_later.get(phase, 0.0) + self.unconfirmed.get(phase, 0.0)
             bound = limit + EPSILON
-            slack = abs(load - bound)  # near(), written out (as in gate())
-            self.slack = slack if slack < self.slack else self.slack
+            slack = abs(load - bound)
+            least = slack if slack < least else least
             if load > bound:
-                return phase
-        return None
+                over = phase
+                break
+        self.slack = least
+        return over
 
     def project(self, shares: Shares) -> None:
         projected = self.projected

@@ -26,7 +26,7 @@ from hems_rules.core.model import (
     Snapshot,
     new_tuple,
 )
-from hems_rules.core.observe import CONFIRM_WITHIN, Entry, counted, draw, observe, uncontrolled
+from hems_rules.core.observe import CONFIRM_WITHIN, Entry, counted, observe, uncontrolled
 from hems_rules.core.reasons import HELD_OFF, Code, Reason
 from hems_rules.core.settling import sent, unsettled
 from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, supply
@@ -145,7 +145,7 @@ def decide(
         power, shares = consumer.power, consumer.nominal  # what draw() says of a relay off
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):
-            power = draw(consumer, fact)
+            power = consumer.power if fact.power is None else fact.power  # draw(), written out
             # Mostly its nominal power (not measured yet, or a resistive load): split once.
             shares = consumer.nominal if power == consumer.power else consumer.shares(power)
             ours = True

@@ -204,11 +204,12 @@ def supply(
         if per_phase is not None:
             limits[p] = per_phase + pv
         known = (consumption[p] or 0.0) + moves.get(p, 0.0)
-        left = pv - known + own_load[p]
+        own = own_load[p]
+        left = pv - known + own
         if left < 0:
             dc += left
             left = 0.0
         surplus[p] = left
-        base[p] = known - own_load[p]
+        base[p] = known - own
     factor = 1.0 if snapshot.hub4_mode == 1 else site.dc_efficiency**2
     return new_tuple(Supply, (surplus, dc, Pool(dict(surplus), dc, factor), limits, base))
