@@ -112,8 +112,6 @@ class Stack:
     older: tuple[str, ...] = ()  # after `path`, for the trees other than this one
 
 
-DEV = Stack("", sys.executable)
-
 # What the GX bundle held before this checkout and holds no more: earlier trees need it.
 OLDER_BUNDLE = (
     "jsonschema>=4.18,<5",
@@ -126,20 +124,30 @@ OLDER_BUNDLE = (
 )
 
 
-def gx_stack() -> Stack | None:
-    """The GX's Python and packages as `make gx-stack` sets them up, if it has; for an
-    earlier tree also what its bundle had (installed beside them from PyPI once)."""
-    venv = REPO / ".venv-gx"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        return None
+def older_lib(venv: Path) -> Path:
+    """OLDER_BUNDLE for `venv`'s Python, installed beside its packages from PyPI once."""
     older = venv / "older-lib"
     if not older.exists():
         partial = venv / "older-lib.partial"  # renamed once complete: never half a lib
+        python = venv / "bin" / "python"
         pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade"]
         subprocess.run([*pip, "--target", str(partial), *OLDER_BUNDLE], check=True)
         partial.rename(older)
-    return Stack("_gx", str(python), (str(venv / "gx-lib"),), (str(older),))
+    return older
+
+
+# This venv; an earlier tree also gets what it imported then (main() installs it).
+DEV = Stack("", sys.executable, (), (str(Path(sys.prefix) / "older-lib"),))
+
+
+def gx_stack() -> Stack | None:
+    """The GX's Python and packages as `make gx-stack` sets them up, if it has; for an
+    earlier tree also what its bundle had."""
+    venv = REPO / ".venv-gx"
+    if not (venv / "bin" / "python").exists():
+        return None
+    older = older_lib(venv)
+    return Stack("_gx", str(venv / "bin" / "python"), (str(venv / "gx-lib"),), (str(older),))
 
 
 def env_for(tree: Path, stack: Stack = DEV) -> dict[str, str]:
@@ -591,6 +599,8 @@ def main() -> None:
     only = set(os.environ.get("BENCH_ONLY", "decide,day,reaction,run").split(","))
     with base_tree() as base:
         trees = {"new": REPO} if base is None else {"base": base, "new": REPO}
+        if base is not None:
+            older_lib(Path(sys.prefix))
         if "decide" in only:
             decide_figures(trees)
         if "day" in only:
