@@ -54,7 +54,7 @@ class Allocation:
         self.unconfirmed: dict[Phase, float] = {}
         self._reserved_version = 0  # counts changes of held_later and unconfirmed
         self._starting: tuple[Pool, int, Pool] | None = None  # see starting_pool()
-        self.limits: dict[Phase, float] = {}  # a phase without a limit has none here
+        self.bounds: dict[Phase, float] = {}  # Supply.bounds: the inverter limits
         self.waiting: Settling | None = None  # switches the meters do not show yet
         self._waiting: dict[bool, Reason] | None = None  # see waiting_reason()
         # Due consumers, with how much they still need (classify() finds them).
@@ -101,20 +101,19 @@ class Allocation:
         A running load must fit after the higher-priority loads this plan keeps; a load
         switching on must also leave room for the loads held by min_on further down.
         """
-        limits = self.limits
-        if not limits:
+        bounds = self.bounds
+        if not bounds:
             return None
         projected = self.projected
         least = self.slack  # near(), written out (as in gate())
         over = None
         for phase, share in shares:
-            limit = limits.get(phase)
-            if limit is None:
+            bound = bounds.get(phase)
+            if bound is None:
                 continue
             load = projected.get(phase, 0.0) + share
             if starting:
                 load += self.held_later.get(phase, 0.0) + self.unconfirmed.get(phase, 0.0)
-            bound = limit + EPSILON
             slack = abs(load - bound)
             least = slack if slack < least else least
             if load > bound:
@@ -287,21 +286,24 @@ class Allocation:
         pool, projected = self.pool, dict(self.projected)
         t, due = self.t, self.due
         held: dict[str, float] = {}  # seconds left of the min_on that holds them
-        running: list[tuple[str, Shares]] = []  # what each running load draws, by rank
+        holding: list[tuple[str, Shares]] = []  # what each of those draws, by rank
+        together = dict(projected)  # with every running load (see misfits())
         for entry in ranked:
             state = entry.state
             if state.on:
-                consumer = entry.consumer
-                running.append((consumer.id, entry.shares))
+                consumer, shares = entry.consumer, entry.shares
+                for phase, share in shares:
+                    together[phase] = together.get(phase, 0.0) + share
                 at, min_on = state.switched_at, consumer.min_on
                 if at is not None and min_on > 0 and at + min_on > t and consumer.id not in due:
                     held[consumer.id] = at + min_on - t
-        shed = self.misfits(running, held) if held and self.limits else {}
+                    holding.append((consumer.id, shares))
+        shed = self.misfits(ranked, held, together) if held and self.bounds else {}
         restored = False
         while True:
             held_later: dict[Phase, float] = {}
-            for consumer_id, shares in running:
-                if consumer_id in held and consumer_id not in shed:
+            for consumer_id, shares in holding:
+                if consumer_id not in shed:
                     for phase, share in shares:
                         held_later[phase] = held_later.get(phase, 0.0) + share
             self.held_later = held_later
@@ -317,16 +319,15 @@ class Allocation:
             self.pool, self.projected = pool, dict(projected)
 
     def misfits(
-        self, running: list[tuple[str, Shares]], held: dict[str, float]
+        self, ranked: list[Entry], held: dict[str, float], together: dict[Phase, float]
     ) -> dict[str, Phase]:
-        """The held loads that do not fit after every running load above them."""
+        """The held loads that do not fit after every running load above them.
+
+        `together` is the consumption with every running load.
+        """
         # Mostly, all the running loads together fit: then so does each with those above.
-        together = dict(self.projected)
-        for _, shares in running:
-            for phase, share in shares:
-                together[phase] = together.get(phase, 0.0) + share
-        for phase, limit in self.limits.items():
-            load, bound = together.get(phase, 0.0), limit + EPSILON
+        for phase, bound in self.bounds.items():
+            load = together.get(phase, 0.0)
             slack = abs(load - bound)  # near(), written out (as in gate())
             self.slack = slack if slack < self.slack else self.slack
             if load > bound:
@@ -335,12 +336,14 @@ class Allocation:
             return {}
         projected = dict(self.projected)
         misfits: dict[str, Phase] = {}
-        for consumer_id, shares in running:
-            over = self.over_limit(shares, starting=False)
+        for entry in ranked:
+            if not entry.state.on:
+                continue
+            over = self.over_limit(entry.shares, starting=False)
             if over is None:
-                self.project(shares)
-            elif consumer_id in held:
-                misfits[consumer_id] = over
+                self.project(entry.shares)
+            elif entry.consumer.id in held:
+                misfits[entry.consumer.id] = over
         self.projected = projected
         return misfits
 

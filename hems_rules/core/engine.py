@@ -87,8 +87,16 @@ def decide(
     released = uncontrolled(rules, snapshot)
     for consumer, place in zip(rules.consumers, rules.rank, strict=True):
         consumer_id = consumer.id
-        prev = remembered.get(consumer_id, _FRESH)
-        fact = devices.get(consumer_id, UNAVAILABLE)
+        # Both are mostly mappingproxies, whose get() costs several times their [] (it
+        # calls the dict's get() by name): a miss is the rare case.
+        try:
+            prev = remembered[consumer_id]
+        except KeyError:
+            prev = _FRESH
+        try:
+            fact = devices[consumer_id]
+        except KeyError:
+            fact = UNAVAILABLE
         if not fact.available:
             gone = counted(prev, False, t, day)._replace(available=False, pending_since=None)
             states[consumer_id] = gone
@@ -196,7 +204,7 @@ def decide(
     # run on the true surplus.
     supplied = supply(rules, snapshot, consumption, unshown or _EMPTY, own_load)
     cycle.pool = supplied.pool
-    cycle.limits = supplied.limits
+    cycle.bounds = supplied.bounds
     cycle.projected = supplied.base
 
     # Allocate: the priority walk.

@@ -172,7 +172,9 @@ class Supply(NamedTuple):
     surplus: dict[Phase, float]  # per phase, after the DC pool covered deficits
     dc_pool: float
     pool: Pool
-    limits: dict[Phase, float]  # most a phase may consume: CIP plus its AC PV; none: no limit
+    # The most a phase may consume (CIP plus its AC PV) plus EPSILON against rounding,
+    # as every comparison with it takes it; no entry: no limit.
+    bounds: dict[Phase, float]
     base: dict[Phase, float]  # the consumption without the engine's own loads
 
 
@@ -194,7 +196,7 @@ def supply(
     cip = snapshot.settings.continuous_inverter_power
     per_phase = cip if cip >= 0 else site.continuous_inverter_power
     surplus: dict[Phase, float] = {}
-    limits: dict[Phase, float] = {}
+    bounds: dict[Phase, float] = {}
     base: dict[Phase, float] = {}
     dc = get("/Dc/Pv/Power")
     dc = 0.0 if dc is None else dc * site.dc_efficiency
@@ -202,7 +204,7 @@ def supply(
         grid, output = get(on_grid), get(on_output)
         pv = (0.0 if grid is None else grid) + (0.0 if output is None else output)
         if per_phase is not None:
-            limits[p] = per_phase + pv
+            bounds[p] = per_phase + pv + EPSILON
         known = (consumption[p] or 0.0) + moves.get(p, 0.0)
         own = own_load[p]
         left = pv - known + own
@@ -212,4 +214,4 @@ def supply(
         surplus[p] = left
         base[p] = known - own
     factor = 1.0 if snapshot.hub4_mode == 1 else site.dc_efficiency**2
-    return new_tuple(Supply, (surplus, dc, Pool(dict(surplus), dc, factor), limits, base))
+    return new_tuple(Supply, (surplus, dc, Pool(dict(surplus), dc, factor), bounds, base))
