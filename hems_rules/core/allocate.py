@@ -181,7 +181,7 @@ class Allocation:
         pending_since: float | None = None,
     ) -> None:
         """Record a controlled consumer's outcome, switching it when `on` differs."""
-        consumer, state, note = entry.consumer, entry.state, entry.note
+        consumer, state, note, _, _ = entry
         consumer_id = consumer.id
         command = None
         if on != state.on:
@@ -232,11 +232,12 @@ class Allocation:
         reasons: dict[str, Reason] = {}
         self.due = reasons
         for entry in controlled:
-            runtime = entry.consumer.runtime
+            consumer, state, _, _, _ = entry
+            runtime = consumer.runtime
             if runtime is None:
                 others.append(entry)
                 continue
-            ran = entry.state.runtime
+            ran = state.runtime
             if runtime.max is not None and ran >= runtime.max - EPSILON:
                 self.record(entry, False, Reason(Code.RUNTIME_MAX, (runtime.max,)))
                 continue
@@ -245,7 +246,7 @@ class Allocation:
                 deadline = self.day.at(runtime.by)
                 if need > EPSILON and self.t < deadline and deadline - self.t <= need + early:
                     numbers = (round(need), runtime.min, runtime.by_text)
-                    reasons[entry.consumer.id] = Reason(Code.DUE_NOTE, numbers)
+                    reasons[consumer.id] = Reason(Code.DUE_NOTE, numbers)
                     due.append(entry)
                     continue
             others.append(entry)
@@ -253,9 +254,8 @@ class Allocation:
 
     def run_due(self, entry: Entry) -> None:
         """A due consumer runs; only the inverter limit and min_off stop it."""
-        consumer, state = entry.consumer, entry.state
+        consumer, state, _, power, shares = entry
         note = self.due[consumer.id]
-        power, shares = entry.power, entry.shares
         if not state.on:
             power, shares = consumer.power, consumer.nominal
         over = self.over_limit(shares, starting=not state.on)
@@ -288,10 +288,8 @@ class Allocation:
         held: dict[str, float] = {}  # seconds left of the min_on that holds them
         holding: list[tuple[str, Shares]] = []  # what each of those draws, by rank
         together = dict(projected)  # with every running load (see misfits())
-        for entry in ranked:
-            state = entry.state
+        for consumer, state, _, _, shares in ranked:
             if state.on:
-                consumer, shares = entry.consumer, entry.shares
                 for phase, share in shares:
                     together[phase] = together.get(phase, 0.0) + share
                 at, min_on = state.switched_at, consumer.min_on
@@ -336,14 +334,14 @@ class Allocation:
             return {}
         projected = dict(self.projected)
         misfits: dict[str, Phase] = {}
-        for entry in ranked:
-            if not entry.state.on:
+        for consumer, state, _, _, shares in ranked:
+            if not state.on:
                 continue
-            over = self.over_limit(entry.shares, starting=False)
+            over = self.over_limit(shares, starting=False)
             if over is None:
-                self.project(entry.shares)
-            elif entry.consumer.id in held:
-                misfits[entry.consumer.id] = over
+                self.project(shares)
+            elif consumer.id in held:
+                misfits[consumer.id] = over
         self.projected = projected
         return misfits
 
@@ -359,16 +357,15 @@ class Allocation:
         needless: list[str] = []
         due = self.due
         for entry in ranked:
-            consumer = entry.consumer
+            consumer, state, _, power, shares = entry
             consumer_id = consumer.id
             if due and consumer_id in due:
                 self.run_due(entry)
             elif shed and consumer_id in shed:
                 self.record(entry, False, Reason(Code.SHED, (shed[consumer_id],)))
-                if self.over_limit(entry.shares, starting=False) is None:
+                if self.over_limit(shares, starting=False) is None:
                     needless.append(consumer_id)
             elif consumer_id in held:
-                power, shares = entry.power, entry.shares
                 held_later = self.held_later
                 for phase, share in shares:  # it is no longer further down
                     held_later[phase] = held_later.get(phase, 0.0) - share
@@ -382,15 +379,14 @@ class Allocation:
                 for phase, share in shares:
                     projected[phase] = projected.get(phase, 0.0) + share
                 self.record(entry, True, HELD_ON(held[consumer_id]), power=power)
-            elif entry.state.on:
+            elif state.on:
                 self.keep_or_stop(entry)
             else:
                 self.start_or_wait(entry)
         return not_fitting, needless
 
     def keep_or_stop(self, entry: Entry) -> None:
-        consumer, state = entry.consumer, entry.state
-        power, shares = entry.power, entry.shares
+        consumer, state, _, power, shares = entry
         over = self.over_limit(shares, starting=False)
         if over is not None:
             self.record(entry, False, Reason(Code.SHED, (over,)))
@@ -422,7 +418,7 @@ class Allocation:
         self.record(entry, False, Reason(Code.NO_SURPLUS, short))
 
     def start_or_wait(self, entry: Entry) -> None:
-        consumer, state = entry.consumer, entry.state
+        consumer, state, _, _, _ = entry
         min_off = self.held(state, consumer.min_off)
         cap = consumer.max_starts_per_day
         if min_off > 0:
@@ -486,13 +482,13 @@ class Allocation:
         inverter limit cannot be checked without the consumption.
         """
         for entry in controlled:
-            consumer, state = entry.consumer, entry.state
+            consumer, state, _, power, _ = entry
             due = self.due.get(consumer.id)
             notes = () if due is None else (due,)
             held = state.on and self.held(state, consumer.min_on) > 0
             if consumer.stale_holds or held or (due is not None and state.on):
                 reason = Reason(Code.SURPLUS_UNKNOWN, (state.on, True, why), notes)
-                self.record(entry, state.on, reason, power=entry.power)
+                self.record(entry, state.on, reason, power=power)
             else:
                 reason = Reason(Code.SURPLUS_UNKNOWN, (False, False, why), notes)
                 self.record(entry, False, reason)

@@ -176,10 +176,10 @@ def decide(
             # Held off by min_off it books nothing: its place in the walk is moot.
             at, min_off = current.switched_at, consumer.min_off
             if at is not None and min_off > 0 and at + min_off > t:
-                entry = new_tuple(Entry, (consumer, current, fact, note, power, shares))
+                entry = (consumer, current, note, power, shares)
                 cycle.record(entry, False, HELD_OFF(at + min_off - t))
                 continue
-        slots[place] = new_tuple(Entry, (consumer, current, fact, note, power, shares))
+        slots[place] = (consumer, current, note, power, shares)
     ranked = [*filter(None, slots)]  # the controlled, without the empty slots
     controlled = cycle.classify(ranked) if rules.timed else ranked
 

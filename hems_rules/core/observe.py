@@ -7,8 +7,6 @@ Control (§5.6) is Mode 1, Auto 1 and an `auto_when` that holds.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from hems_rules.core.daily import Day
 from hems_rules.core.model import ConsumerState, DeviceFact, Snapshot
 from hems_rules.core.reasons import Code, Reason
@@ -31,17 +29,12 @@ _REJOINED = {
 }
 
 
-class Entry(NamedTuple):
-    """A controlled consumer as this cycle sees it."""
-
-    consumer: Consumer
-    state: ConsumerState
-    fact: DeviceFact
-    note: Reason | None  # what the relay's report revealed this cycle
-    # What it draws (see draw()) and how that splits over the phases: computed once, read
-    # by every step of the walk.
-    power: float
-    shares: Shares
+# A controlled consumer as this cycle sees it: the consumer, its state, what the relay's
+# report revealed this cycle (a note), what it draws (see draw()) and how that splits over
+# the phases, computed once and read by every step of the walk. A plain tuple, unpacked
+# where it is read: a NamedTuple costs several times more to make and to read its fields,
+# and a cycle makes one for most consumers.
+Entry = tuple[Consumer, ConsumerState, Reason | None, float, Shares]
 
 
 def draw(consumer: Consumer, fact: DeviceFact) -> float:
