@@ -419,8 +419,9 @@ class Allocation:
 
     def start_or_wait(self, entry: Entry) -> None:
         consumer, state, _, _, _ = entry
-        min_off = self.held(state, consumer.min_off)
         cap = consumer.max_starts_per_day
+        # decide() recorded those without a daily runtime that min_off holds.
+        min_off = 0.0 if consumer.runtime is None else self.held(state, consumer.min_off)
         if min_off > 0:
             self.record(entry, False, HELD_OFF(min_off))
             return
@@ -441,7 +442,8 @@ class Allocation:
         # another phase costs more): when even that leaves it clearly short of its bar,
         # it cannot start, and no booking need be made. Most consumers that are off end
         # here in most cycles; the slack is then a bound below the booking's own.
-        short = pool.total - power - bar - margin + EPSILON
+        left = pool.total
+        short = left - power - bar - margin + EPSILON
         booked: Pool | None = None
         if short < -_CLEARLY:
             self.near(short, pool.gain / pool.factor)
@@ -454,7 +456,7 @@ class Allocation:
             elif not self.gate(consumer, booked, margin):
                 booked = None
         if booked is None:
-            numbers = (False, power, margin, pool.total, bar)
+            numbers = (False, power, margin, left, bar)
             self.record(entry, False, Reason(Code.NO_SURPLUS, numbers))
             return
         since = state.pending_since if state.pending_since is not None else self.t

@@ -34,6 +34,8 @@ from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
 
 _FRESH = ConsumerState()
 _EMPTY: Mapping[Phase, float] = MappingProxyType({})
+# The consumption paths of a site's phases, by their number (read in every cycle).
+_CONSUMPTION = {n: tuple(CONSUMPTION[p] for p in PHASES[:n]) for n in (1, 2, 3)}
 
 
 def _release(
@@ -74,7 +76,8 @@ def decide(
     reservation = battery_reservation(rules, snapshot)
     cycle = Allocation(rules, snapshot, day, t, reservation)
     phases = rules.site.phase_names
-    consumption = {p: snapshot.system.get(CONSUMPTION[p]) for p in phases}
+    readings = map(snapshot.system.get, _CONSUMPTION[len(phases)])
+    consumption = dict(zip(phases, readings, strict=True))
     surplus_known = snapshot.system_present and None not in consumption.values()
 
     # Observe: the relays' reports, and who is under control.
@@ -108,13 +111,14 @@ def decide(
             continue
         # All of it at once: a NamedTuple's fields cost more to read one by one (the
         # order is pinned by tests/test_consumer_state.py).
-        on, at, awaiting, in_control, available, pending, _, last_day, runtime, counted_at = prev
+        on, at, awaiting, in_control, available, pending, starts, last_day, runtime, counted_at = (
+            prev
+        )
         if (
             not (on or fact.on or awaiting or counted_at is not None)
             and available
             and last_day == today
         ):
-            current, note = prev, None  # off as told, nothing to count: as observe() says
             # The most common consumer of all, at scale: under control, held off by
             # min_off, with no delay pending. Its state stays as it is, and its decision
             # needs none of Allocation.record's cases (a command, a delay, a daily
@@ -135,6 +139,7 @@ def decide(
                 off = (consumer_id, "off", True, why, None, 0.0, runtime)
                 decisions[consumer_id] = new_tuple(Decision, off)
                 continue
+            current, note = prev, None  # off as told, nothing to count: as observe() says
         elif (
             on
             and fact.on
@@ -144,24 +149,37 @@ def decide(
             and last_day == today
         ):
             # The usual for a running relay: on as told, its runtime counted on (as
-            # observe() would count it).
+            # observe() would count it; prev.counting(runtime, t), from the fields at hand).
             runtime += t - day.counted_from(counted_at)
-            current, note = prev.counting(runtime, t), None
+            fields = (
+                on,
+                at,
+                awaiting,
+                in_control,
+                available,
+                pending,
+                starts,
+                last_day,
+                runtime,
+                t,
+            )
+            current, note = new_tuple(ConsumerState, fields), None
         else:
             current, note = observe(prev, fact, t, day)
+            on, at, awaiting, in_control = current[:4]  # what the code below reads of it
         why_not = released.get(consumer_id)
         power, shares = consumer.power, consumer.nominal  # what draw() says of a relay off
         # Consumption contains the engine's own loads, and those that are released now.
-        if fact.on and (why_not is None or (current.controlled and not consumer.release_keeps)):
+        if fact.on and (why_not is None or (in_control and not consumer.release_keeps)):
             power = consumer.power if fact.power is None else fact.power  # draw(), written out
             # Mostly its nominal power (not measured yet, or a resistive load): split once.
             shares = consumer.nominal if power == consumer.power else consumer.shares(power)
             ours = True
-            if current.awaiting and not current.on:
+            if awaiting and not on:
                 # Switched off, and the relay has not confirmed it (§5.8): it still draws
                 # as far as any switch-on is concerned. Once a working relay would have
                 # confirmed, it draws for everything, as the meters see it: not our load.
-                ours = t - (current.switched_at or t) < CONFIRM_WITHIN
+                ours = t - (at or t) < CONFIRM_WITHIN
                 if ours:
                     cycle.reserve(shares)
             if ours:
@@ -170,11 +188,11 @@ def decide(
         if why_not is not None:
             _release(cycle, consumer, current, why_not, note)
             continue
-        if not current.controlled:
+        if not in_control:
             current = current._replace(controlled=True)
-        if surplus_known and not current.on and consumer.runtime is None:
+        if surplus_known and not on and consumer.runtime is None:
             # Held off by min_off it books nothing: its place in the walk is moot.
-            at, min_off = current.switched_at, consumer.min_off
+            min_off = consumer.min_off
             if at is not None and min_off > 0 and at + min_off > t:
                 entry = (consumer, current, note, power, shares)
                 cycle.record(entry, False, HELD_OFF(at + min_off - t))
