@@ -29,11 +29,10 @@ from hems_rules.core.model import (
 from hems_rules.core.observe import CONFIRM_WITHIN, Entry, counted, observe, uncontrolled
 from hems_rules.core.reasons import HELD_OFF, Code, Reason
 from hems_rules.core.settling import sent, unsettled
-from hems_rules.core.surplus import CONSUMPTION, Supply, battery_reservation, supply
+from hems_rules.core.surplus import CONSUMPTION, battery_reservation, supply
 from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
 
 _FRESH = ConsumerState()
-_EMPTY: Mapping[Phase, float] = MappingProxyType({})
 # The consumption paths of a site's phases, by their number (read in every cycle).
 _CONSUMPTION = {n: tuple(CONSUMPTION[p] for p in PHASES[:n]) for n in (1, 2, 3)}
 
@@ -215,23 +214,26 @@ def decide(
             else "com.victronenergy.system is gone"
         )
         cycle.hold_or_stop_unknown(controlled, unknown)
-        return _finish(cycle, consumption, None)
+        return _finish(cycle, consumption, None, None)
     # While switches are unsettled, the consumption as the meters will show it once they
     # have caught up with what the relays report: the surplus and the base load are then
     # what they will be, so a shed load that still shows is not shed twice, and delays
     # run on the true surplus.
-    supplied = supply(rules, snapshot, consumption, unshown or _EMPTY, own_load)
-    cycle.pool = supplied.pool
-    cycle.bounds = supplied.bounds
-    cycle.projected = supplied.base
+    # (A dict even when empty: supply() reads it per phase, and a mappingproxy's get()
+    # costs several times a dict's.)
+    supplied = supply(rules, snapshot, consumption, unshown or {}, own_load)
+    surplus, dc_pool, cycle.pool, cycle.bounds, cycle.projected = supplied
 
     # Allocate: the priority walk.
     cycle.allocate(controlled)
-    return _finish(cycle, consumption, supplied)
+    return _finish(cycle, consumption, surplus, dc_pool)
 
 
 def _finish(
-    cycle: Allocation, consumption: Mapping[Phase, float | None], supplied: Supply | None
+    cycle: Allocation,
+    consumption: Mapping[Phase, float | None],
+    surplus: dict[Phase, float] | None,
+    dc_pool: float | None,
 ) -> tuple[Plan, EngineState]:
     rules = cycle.rules
     settling = cycle.waiting
@@ -248,9 +250,9 @@ def _finish(
         reservation.watts,
         reservation.state,
         reservation.error,
-        MappingProxyType(supplied.surplus) if supplied is not None else None,
-        supplied.dc_pool if supplied is not None else None,
-        cycle.pool.total if supplied is not None else None,  # left
+        MappingProxyType(surplus) if surplus is not None else None,
+        dc_pool,
+        cycle.pool.total if surplus is not None else None,  # left
         cycle.slack,  # slack (core/slack.py)
     )
     plan = new_tuple(Plan, fields)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, NamedTuple, overload
+from typing import Literal, overload
 
-from hems_rules.core.model import Snapshot, new_tuple
+from hems_rules.core.model import Snapshot
 from hems_rules.errors import ExpressionError
 from hems_rules.expressions import RESERVATION_NAMES, Evaluation, Expression, compile_expression
 from hems_rules.ruleset.rules import PHASES, Phase, RuleSet
@@ -166,16 +166,12 @@ class Pool:
         return Pool(phases, dc, factor, self.gain / factor)
 
 
-class Supply(NamedTuple):
-    """The cycle's supply side: the pool to hand out, the inverter's limits, the base load."""
-
-    surplus: dict[Phase, float]  # per phase, after the DC pool covered deficits
-    dc_pool: float
-    pool: Pool
-    # The most a phase may consume (CIP plus its AC PV) plus EPSILON against rounding,
-    # as every comparison with it takes it; no entry: no limit.
-    bounds: dict[Phase, float]
-    base: dict[Phase, float]  # the consumption without the engine's own loads
+# The cycle's supply side: the surplus per phase (after the DC pool covered deficits),
+# the DC pool, the pool to hand out, the inverter's bounds (the most a phase may consume,
+# CIP plus its AC PV, plus EPSILON against rounding as every comparison with it takes it;
+# no entry: no limit) and the base load (the consumption without the engine's own loads).
+# A plain tuple, unpacked by its one reader: a NamedTuple costs several times more.
+Supply = tuple[dict[Phase, float], float, Pool, dict[Phase, float], dict[Phase, float]]
 
 
 def supply(
@@ -214,4 +210,4 @@ def supply(
         surplus[p] = left
         base[p] = known - own
     factor = 1.0 if snapshot.hub4_mode == 1 else site.dc_efficiency**2
-    return new_tuple(Supply, (surplus, dc, Pool(dict(surplus), dc, factor), bounds, base))
+    return surplus, dc, Pool(dict(surplus), dc, factor), bounds, base
