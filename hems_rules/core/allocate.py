@@ -105,8 +105,6 @@ class Allocation:
         if not bounds:
             return None
         projected = self.projected
-        least = self.slack  # near(), written out (as in gate())
-        over = None
         for phase, share in shares:
             bound = bounds.get(phase)
             if bound is None:
@@ -114,13 +112,11 @@ class Allocation:
             load = projected.get(phase, 0.0) + share
             if starting:
                 load += self.held_later.get(phase, 0.0) + self.unconfirmed.get(phase, 0.0)
-            slack = abs(load - bound)
-            least = slack if slack < least else least
+            slack = abs(load - bound)  # near(), written out (as in gate())
+            self.slack = slack if slack < self.slack else self.slack
             if load > bound:
-                over = phase
-                break
-        self.slack = least
-        return over
+                return phase
+        return None
 
     def project(self, shares: Shares) -> None:
         projected = self.projected
@@ -446,7 +442,8 @@ class Allocation:
         short = left - power - bar - margin + EPSILON
         booked: Pool | None = None
         if short < -_CLEARLY:
-            self.near(short, pool.gain / pool.factor)
+            slack = abs(short) / (pool.gain / pool.factor)  # near(), written out
+            self.slack = slack if slack < self.slack else self.slack
         else:
             booked = pool.book(shares, forced=False)
             if booked is None:
