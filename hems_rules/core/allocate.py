@@ -82,7 +82,7 @@ class Allocation:
 
     def gate(self, consumer: Consumer, booked: Pool, margin: float) -> bool:
         """Whether what is left after this consumer clears its bar (margin signed by caller)."""
-        left = booked.total
+        left = booked.total()
         if consumer.primary:
             bar = margin - EPSILON
         else:
@@ -392,7 +392,7 @@ class Allocation:
             self.record(entry, False, self.unknown_reservation())
             return
         booked = self.pool.book(shares, forced=True)
-        left = booked.total
+        left = booked.total()
         if self.gate(consumer, booked, -consumer.off_margin):
             self.pool = booked
             self.project(shares)
@@ -438,7 +438,7 @@ class Allocation:
         # another phase costs more): when even that leaves it clearly short of its bar,
         # it cannot start, and no booking need be made. Most consumers that are off end
         # here in most cycles; the slack is then a bound below the booking's own.
-        left = pool.total
+        left = pool.total()
         short = left - power - bar - margin + EPSILON
         booked: Pool | None = None
         if short < -_CLEARLY:
@@ -468,7 +468,7 @@ class Allocation:
             booked = self.pool.book(shares, forced=True)
         self.pool = booked
         self.project(shares)
-        started = (power, booked.total, bar)
+        started = (power, booked.total(), bar)
         self.record(entry, True, Reason(Code.ON, started), power=power)
 
     def unknown_reservation(self) -> Reason:

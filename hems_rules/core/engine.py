@@ -252,7 +252,7 @@ def _finish(
         reservation.error,
         MappingProxyType(surplus) if surplus is not None else None,
         dc_pool,
-        cycle.pool.total if surplus is not None else None,  # left
+        cycle.pool.total() if surplus is not None else None,  # left
         cycle.slack,  # slack (core/slack.py)
     )
     plan = new_tuple(Plan, fields)
