@@ -24,19 +24,16 @@ def _wall(day: date, minutes: int, zone: tzinfo | None) -> float:
 class Day:
     """The local day of a cycle: its date, and its wall-clock times as timestamps."""
 
-    __slots__ = ("_start", "date", "zone")
+    __slots__ = ("date", "start", "zone")
 
     def __init__(self, now: datetime) -> None:
         self.date = now.date()
         self.zone = now.tzinfo
-        self._start: float | None = None
+        self.start = _wall(self.date, 0, self.zone)  # midnight
 
     def counted_from(self, since: float) -> float:
-        """`since`, or midnight if that is later: what today's runtime counts from. Called
-        for every running relay in every cycle, so without max() or a property."""
-        start = self._start
-        if start is None:
-            start = self._start = _wall(self.date, 0, self.zone)
+        """`since`, or midnight if that is later: what today's runtime counts from."""
+        start = self.start
         return start if start > since else since
 
     def at(self, minutes: int) -> float:

@@ -85,7 +85,7 @@ def decide(
     devices = snapshot.devices
     slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
     states, decisions = cycle.states, cycle.decisions
-    today = day.date
+    today, midnight = day.date, day.start
     released = uncontrolled(rules, snapshot)
     for consumer, place in zip(rules.consumers, rules.rank, strict=True):
         consumer_id = consumer.id
@@ -149,7 +149,7 @@ def decide(
         ):
             # The usual for a running relay: on as told, its runtime counted on (as
             # observe() would count it; prev.counting(runtime, t), from the fields at hand).
-            runtime += t - day.counted_from(counted_at)
+            runtime += t - (midnight if midnight > counted_at else counted_at)  # counted_from
             fields = (
                 on,
                 at,
