@@ -4,8 +4,8 @@ Absolute times on a shared machine are noise; a ratio measured in the same run i
 The base commit is checked out into a temporary git worktree (removed afterwards) and
 each workload runs once per tree, in its own process, with PYTHONPATH naming the tree:
 
-- decide() per cycle at 10, 100 and 1000 consumers, and a simulated 24 h day at 1 s
-  (bench/workload.py);
+- decide() per cycle at 10, 100 and 1000 consumers (the best of 3 rounds), and a
+  simulated 24 h day at 1 s (the faster of 2 runs) (bench/workload.py);
 - reaction: a value of com.victronenergy.system changes on D-Bus and `hems-rules run`
   sends `Switch.Set` to an emulated Shelly, alternately on and off;
 - `hems-rules run` with 10 consumers, configured as a user gets it by default (the
@@ -72,6 +72,7 @@ HOUSE = 200.0
 LOAD = 1000.0
 QUIET = 4.0  # s without a switch before the steady state is measured
 STARTS = 5  # start-ups per tree; the median counts
+DAY_RUNS = 2  # simulated days per tree; the fastest counts
 
 Trees = dict[str, Path]
 
@@ -217,8 +218,12 @@ def decide_figures(trees: Trees) -> None:
 def day_figures(trees: Trees) -> None:
     # The example rules of the base: a later tree must still read them.
     rules = str(trees.get("base", REPO) / "rules")
-    results = {t: workload(tree, "day", rules) for t, tree in trees.items()}
-    compare("day_24h_1s_wall", {t: r["wall"] for t, r in results.items()}, "s")
+    # Each day DAY_RUNS times, alternately, each in a fresh process; the fastest counts
+    # (as decide()'s best round does): a burst of load on the shared machine lengthens
+    # one run, never shortens one.
+    runs = [{t: workload(tree, "day", rules) for t, tree in trees.items()} for _ in range(DAY_RUNS)]
+    results = runs[0]  # the decisions are the same in every run
+    compare("day_24h_1s_wall", {t: min(r[t]["wall"] for r in runs) for t in trees}, "s")
     for t, r in results.items():
         report(f"day_24h_cycles_{t}", r["cycles"], "cycles")
         report(f"day_24h_cycles_not_run_{t}", r["skipped"], "cycles")
