@@ -90,7 +90,8 @@ class Allocation:
             if reserved is None:
                 return False
             bar = reserved + margin - EPSILON
-        # near(), written out: this runs for most consumers in every cycle.
+        # near(), written out here, in over_limit() and in misfits(): their comparisons run
+        # for most consumers, or every phase, in every cycle.
         slack = abs(left - bar) / booked.gain
         self.slack = slack if slack < self.slack else self.slack
         return left >= bar
@@ -112,7 +113,7 @@ class Allocation:
             load = projected.get(phase, 0.0) + share
             if starting:
                 load += self.held_later.get(phase, 0.0) + self.unconfirmed.get(phase, 0.0)
-            slack = abs(load - bound)  # near(), written out (as in gate())
+            slack = abs(load - bound)  # near(), written out (see gate())
             self.slack = slack if slack < self.slack else self.slack
             if load > bound:
                 return phase
@@ -322,7 +323,7 @@ class Allocation:
         # Mostly, all the running loads together fit: then so does each with those above.
         for phase, bound in self.bounds.items():
             load = together.get(phase, 0.0)
-            slack = abs(load - bound)  # near(), written out (as in gate())
+            slack = abs(load - bound)  # near(), written out (see gate())
             self.slack = slack if slack < self.slack else self.slack
             if load > bound:
                 break
@@ -371,9 +372,7 @@ class Allocation:
                     not_fitting[consumer_id] = over
                     continue
                 self.pool = self.pool.book(shares, forced=True)
-                projected = self.projected  # project(), written out: the usual running load
-                for phase, share in shares:
-                    projected[phase] = projected.get(phase, 0.0) + share
+                self.project(shares)
                 self.record(entry, True, HELD_ON(held[consumer_id]), power=power)
             elif state.on:
                 self.keep_or_stop(entry)
@@ -442,8 +441,7 @@ class Allocation:
         short = left - power - bar - margin + EPSILON
         booked: Pool | None = None
         if short < -_CLEARLY:
-            slack = abs(short) / (pool.gain / pool.factor)  # near(), written out
-            self.slack = slack if slack < self.slack else self.slack
+            self.near(short, pool.gain / pool.factor)
         else:
             booked = pool.book(shares, forced=False)
             if booked is None:

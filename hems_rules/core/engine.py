@@ -26,7 +26,7 @@ from hems_rules.core.model import (
     Snapshot,
     new_tuple,
 )
-from hems_rules.core.observe import CONFIRM_WITHIN, Entry, counted, observe, uncontrolled
+from hems_rules.core.observe import CONFIRM_WITHIN, Entry, counted, draw, observe, uncontrolled
 from hems_rules.core.reasons import HELD_OFF, Code, Reason
 from hems_rules.core.settling import sent, unsettled
 from hems_rules.core.surplus import CONSUMPTION, battery_reservation, supply
@@ -85,7 +85,7 @@ def decide(
     devices = snapshot.devices
     slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
     states, decisions = cycle.states, cycle.decisions
-    today, midnight = day.date, day.start
+    today = day.date
     released = uncontrolled(rules, snapshot)
     for consumer, place in zip(rules.consumers, rules.rank, strict=True):
         consumer_id = consumer.id
@@ -110,9 +110,7 @@ def decide(
             continue
         # All of it at once: a NamedTuple's fields cost more to read one by one (the
         # order is pinned by tests/test_consumer_state.py).
-        on, at, awaiting, in_control, available, pending, starts, last_day, runtime, counted_at = (
-            prev
-        )
+        on, at, awaiting, in_control, available, pending, _, last_day, runtime, counted_at = prev
         if (
             not (on or fact.on or awaiting or counted_at is not None)
             and available
@@ -148,21 +146,9 @@ def decide(
             and last_day == today
         ):
             # The usual for a running relay: on as told, its runtime counted on (as
-            # observe() would count it; prev.counting(runtime, t), from the fields at hand).
-            runtime += t - (midnight if midnight > counted_at else counted_at)  # counted_from
-            fields = (
-                on,
-                at,
-                awaiting,
-                in_control,
-                available,
-                pending,
-                starts,
-                last_day,
-                runtime,
-                t,
-            )
-            current, note = new_tuple(ConsumerState, fields), None
+            # observe() would count it).
+            runtime += t - day.counted_from(counted_at)
+            current, note = prev.counting(runtime, t), None
         else:
             current, note = observe(prev, fact, t, day)
             on, at, awaiting, in_control = current[:4]  # what the code below reads of it
@@ -170,7 +156,7 @@ def decide(
         power, shares = consumer.power, consumer.nominal  # what draw() says of a relay off
         # Consumption contains the engine's own loads, and those that are released now.
         if fact.on and (why_not is None or (in_control and not consumer.release_keeps)):
-            power = consumer.power if fact.power is None else fact.power  # draw(), written out
+            power = draw(consumer, fact)
             # Mostly its nominal power (not measured yet, or a resistive load): split once.
             shares = consumer.nominal if power == consumer.power else consumer.shares(power)
             ours = True
