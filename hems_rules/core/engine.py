@@ -87,7 +87,7 @@ def decide(
     states, decisions = cycle.states, cycle.decisions
     today = day.date
     released = uncontrolled(rules, snapshot)
-    for consumer, place in zip(rules.consumers, rules.rank, strict=True):
+    for consumer, place in rules.placed:
         consumer_id = consumer.id
         # Both are mostly mappingproxies, whose get() costs several times their [] (it
         # calls the dict's get() by name): a miss is the rare case.
