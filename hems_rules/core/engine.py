@@ -33,8 +33,8 @@ from hems_rules.core.surplus import CONSUMPTION, battery_reservation, supply
 from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
 
 _FRESH = ConsumerState()
-# The consumption paths of a site's phases, by their number (read in every cycle).
-_CONSUMPTION = {n: tuple(CONSUMPTION[p] for p in PHASES[:n]) for n in (1, 2, 3)}
+# A site's phases with their consumption paths, by their number (read in every cycle).
+_CONSUMPTION = {n: tuple((p, CONSUMPTION[p]) for p in PHASES[:n]) for n in (1, 2, 3)}
 
 
 def _release(
@@ -74,9 +74,11 @@ def decide(
     day = Day(now)
     reservation = battery_reservation(rules, snapshot)
     cycle = Allocation(rules, snapshot, day, t, reservation)
-    phases = rules.site.phase_names
-    readings = map(snapshot.system.get, _CONSUMPTION[len(phases)])
-    consumption = dict(zip(phases, readings, strict=True))
+    system = snapshot.system
+    consumption: dict[Phase, float | None] = {}
+    for phase, path in _CONSUMPTION[rules.site.phases]:
+        # `in` and [] rather than get(): a mappingproxy's get() costs several times more.
+        consumption[phase] = system[path] if path in system else None  # noqa: SIM401
     surplus_known = snapshot.system_present and None not in consumption.values()
 
     # Observe: the relays' reports, and who is under control.

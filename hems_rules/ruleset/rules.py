@@ -218,7 +218,7 @@ class Site:
         if not 0 < self.dc_efficiency <= 1:
             raise ValueError("dc_efficiency must be in (0, 1]")
 
-    @cached_property  # read in every cycle
+    @cached_property
     def phase_names(self) -> tuple[Phase, ...]:
         return PHASES[: self.phases]
 
