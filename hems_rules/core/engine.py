@@ -35,6 +35,9 @@ from hems_rules.ruleset.rules import PHASES, Consumer, Phase, RuleSet
 _FRESH = ConsumerState()
 # A site's phases with their consumption paths, by their number (read in every cycle).
 _CONSUMPTION = {n: tuple((p, CONSUMPTION[p]) for p in PHASES[:n]) for n in (1, 2, 3)}
+# What the engine's own loads draw per phase before any is counted (copied: fromkeys()
+# costs several times a copy, in every cycle).
+_NO_LOAD: dict[Phase, float] = dict.fromkeys(PHASES, 0.0)
 
 
 def _release(
@@ -82,7 +85,7 @@ def decide(
     surplus_known = snapshot.system_present and None not in consumption.values()
 
     # Observe: the relays' reports, and who is under control.
-    own_load = dict.fromkeys(PHASES, 0.0)
+    own_load = _NO_LOAD.copy()
     remembered = state.consumers
     devices = snapshot.devices
     slots: list[Entry | None] = [None] * len(rules.consumers)  # in the order of the walk
