@@ -212,4 +212,4 @@ def supply(
         surplus[p] = left
         base[p] = known - own
     factor = 1.0 if snapshot.hub4_mode == 1 else site.dc_efficiency**2
-    return surplus, dc, Pool(dict(surplus), dc, factor), bounds, base
+    return surplus, dc, Pool(surplus, dc, factor), bounds, base  # a Pool copies to book
