@@ -102,8 +102,9 @@ class ConsumerState(NamedTuple):
 
     def counting(self, runtime: float, counted_at: float | None) -> ConsumerState:
         """This state with its runtime counted anew: made for every relay that is on in
-        every cycle, so built from a slice, a few times cheaper than `_replace`."""
-        return new_tuple(ConsumerState, self[:8] + (runtime, counted_at))
+        every cycle, so built from a slice, a few times cheaper than `_replace` (and a
+        concatenation: `(*self[:8], ...)` would make a list in between)."""
+        return new_tuple(ConsumerState, self[:8] + (runtime, counted_at))  # noqa: RUF005
 
     def confirmed(self) -> ConsumerState:
         """This state once its relay has confirmed the last command: as `_replace` would
