@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,50 @@ def hems_rules(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         cwd=cwd,
         timeout=60,
     )
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes `pid` started, with their command lines (from Linux's /proc)."""
+    found: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found[int(stat.parent.name)] = command.replace(b"\0", b" ").decode()
+    return found
+
+
+def test_sigterm_stops_the_demo_with_its_private_bus_and_broker(tmp_path: Path) -> None:
+    """`kill` stops the demo as Ctrl-C does: the dbus-daemon and mosquitto it started end
+    with it, and their temporary directories go (SIGTERM used to leave both running)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hems_rules.cli", "demo", "--speed", "120", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        while "status page:" not in (line := process.stdout.readline()):
+            assert line, "the demo ended before it was running"
+        started = _children(process.pid)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    commands = " ".join(started.values())
+    assert "dbus-daemon" in commands
+    if mosquitto() is not None:
+        assert "mosquitto" in commands
+    assert [c for pid, c in started.items() if Path(f"/proc/{pid}").exists()] == []
+    directories = re.findall(r"[= ](/\S+)/(?:bus|mosquitto)\.conf", commands)
+    assert directories and not [d for d in directories if Path(d).exists()]
 
 
 def test_the_demo_runs_from_any_directory_and_its_day_replays(tmp_path: Path) -> None:

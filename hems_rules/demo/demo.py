@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -285,7 +286,14 @@ async def run_demo(
     history: Path | None = DEMO_HISTORY,
     port: int | None = DEMO_PORT,
 ) -> int:
-    """Run until `duration` (real seconds) has passed, or forever."""
+    """Run until `duration` (real seconds) has passed, or forever.
+
+    SIGTERM (`kill`) cancels it, as Ctrl-C does: the private bus and broker, which are
+    separate processes, are stopped on the way out rather than left running.
+    """
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     rules = demo_site(load_rules(rules_dir), history, port)
     if history is not None:
         fresh(history)
