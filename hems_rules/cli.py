@@ -204,7 +204,7 @@ def _demo(args: argparse.Namespace) -> int:
             port=None if args.no_page else args.port,
         )
         return asyncio.run(demo)
-    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM (run_demo)
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM, SIGHUP (run_demo)
         return 0
     except HemsError as err:
         print(err, file=sys.stderr)

@@ -29,6 +29,8 @@ MIN_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
 # A worker that ran this long before failing starts again from the smallest backoff.
 HEALTHY_RUN = 300.0
+# Seconds a cancelled task may take to end before it is cancelled again (see aclose()).
+RECANCEL = 1.0
 
 
 def _log_stop(owner: str, task: asyncio.Task[Any]) -> None:
@@ -111,10 +113,24 @@ class Tasks:
             task.cancel()
 
     async def aclose(self) -> None:
-        """Cancel every task and wait until each has ended."""
-        tasks = list(self._tasks)
-        self.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel every task and wait until each has ended.
+
+        One still running after RECANCEL seconds is cancelled again: on Python 3.11 a
+        cancellation can be lost (asyncio.wait_for returns its future's result when the
+        two come together, gh-86296; aiomqtt connects through it), and shutdown would
+        wait for it forever.
+        """
+        pending, told = set(self._tasks), False
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=RECANCEL)
+            if pending and not told:
+                told = True
+                names = ", ".join(sorted(t.get_name() for t in pending))
+                log.warning(
+                    "%s: %s did not stop when cancelled; cancelling again", self.owner, names
+                )
 
     async def __aenter__(self) -> Self:
         return self

@@ -126,9 +126,13 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
-def test_sigterm_stops_the_demo_with_its_private_bus_and_broker(tmp_path: Path) -> None:
-    """`kill` stops the demo as Ctrl-C does: the dbus-daemon and mosquitto it started end
-    with it, and their temporary directories go (SIGTERM used to leave both running)."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["kill", "hangup"])
+def test_a_signal_stops_the_demo_with_its_private_bus_and_broker(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """`kill` or a closed terminal stops the demo as Ctrl-C does: the dbus-daemon and
+    mosquitto it started end with it, and their temporary directories go (both signals
+    used to leave them running)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "hems_rules.cli", "demo", "--speed", "120", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -141,7 +145,7 @@ def test_sigterm_stops_the_demo_with_its_private_bus_and_broker(tmp_path: Path) 
         while "status page:" not in (line := process.stdout.readline()):
             assert line, "the demo ended before it was running"
         started = _children(process.pid)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(sig)
         assert process.wait(30) == 0
     finally:
         if process.poll() is None:

@@ -67,3 +67,28 @@ async def test_a_failing_job_is_logged(caplog: pytest.LogCaptureFixture) -> None
         task = tasks.spawn(job(), name="persist-auto")
         await asyncio.gather(task, return_exceptions=True)
         await wait_until(lambda: "persist-auto failed" in caplog.text, what="the log line")
+
+
+async def test_closing_ends_a_task_that_lost_its_cancellation(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Python 3.11's asyncio.wait_for loses a cancellation that comes as its future
+    completes (gh-86296); aiomqtt connects through it. A killed demo hung in shutdown
+    when that happened: such a task is now cancelled again until it ends."""
+    monkeypatch.setattr("hems_rules.tasks.RECANCEL", 0.01)
+    started, lost = asyncio.Event(), asyncio.Event()
+
+    async def worker() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            lost.set()  # goes on, as wait_for does when its future has just completed
+        await asyncio.Event().wait()
+
+    tasks = Tasks("sources")
+    tasks.keep_running("mqtt", worker)
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(tasks.aclose(), 5)
+    assert lost.is_set() and tasks.names == []
+    assert "sources: mqtt did not stop when cancelled" in caplog.text

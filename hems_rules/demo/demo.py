@@ -288,12 +288,14 @@ async def run_demo(
 ) -> int:
     """Run until `duration` (real seconds) has passed, or forever.
 
-    SIGTERM (`kill`) cancels it, as Ctrl-C does: the private bus and broker, which are
-    separate processes, are stopped on the way out rather than left running.
+    SIGTERM (`kill`) and SIGHUP (its terminal closed) cancel it, as Ctrl-C does: the
+    private bus and broker, which are separate processes, are stopped on the way out
+    rather than left running.
     """
     main = asyncio.current_task()
     assert main is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        asyncio.get_running_loop().add_signal_handler(sig, main.cancel)
     rules = demo_site(load_rules(rules_dir), history, port)
     if history is not None:
         fresh(history)
