@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from hems_rules.loop import EngineLoop
 from hems_rules.ruleset import RuleSet
 from hems_rules.ruleset.rules import ShellyEndpoint
 from hems_rules.shelly.relays import ShellyRelays
+from hems_rules.shelly.rpc import DeviceTimeoutError, ShellyRpc
 from tests.conftest import rules_from, wait_until
 from tests.live import running, surplus
 
@@ -167,6 +169,44 @@ async def test_shutdown_stops_the_workers_before_the_release() -> None:
         sets = [params["on"] for method, params in device.calls if method == "Switch.Set"]
         assert sets == [False]
         assert not device.switches[0].output
+
+
+async def test_shutdown_ends_a_worker_whose_request_lost_its_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiohttp 3.9 (the GX's) turns a cancellation that comes as a request's timeout
+    fires into that timeout: the worker took it for a failed poll and went on polling,
+    and the shutdown waited for it forever. Such a worker is cancelled again."""
+    monkeypatch.setattr("hems_rules.tasks.RECANCEL", 0.01)
+    post, lost = ShellyRpc._post, list[str]()
+    polling = asyncio.Event()
+
+    async def timed_out_as_cancelled(
+        rpc: ShellyRpc, frame: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, str, bytes]:
+        if lost:
+            return await post(rpc, frame, headers)
+        polling.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            lost.append(frame["method"])
+        raise DeviceTimeoutError("did not answer in time")
+
+    monkeypatch.setattr(ShellyRpc, "_post", timed_out_as_cancelled)
+    async with EmulatedShelly() as device:
+        rules = rules_from(
+            "site: {phases: 1, battery_reservation: 0}\n"
+            f"consumers:\n  - {{id: h, shelly: {{host: 127.0.0.1, port: {device.port}}},"
+            " power: 1000}\n"
+        )
+        device.switches[0].output = True
+        async with ShellyRelays(lambda _, fact: None, 60) as relays:
+            relays.sync(rules.consumers)
+            await asyncio.wait_for(polling.wait(), 5)
+            await asyncio.wait_for(relays.release(["h"]), 5)
+        assert lost == ["Switch.GetStatus"]
+        assert not device.switches[0].output, "released"
 
 
 async def test_a_command_given_while_another_is_on_its_way_is_not_lost() -> None:
