@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Self
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,26 @@ def _log_stop(owner: str, task: asyncio.Task[Any]) -> None:
     error = task.exception()
     if error is not None:
         log.error("%s: task %s failed", owner, task.get_name(), exc_info=error)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], owner: str) -> None:
+    """Cancel these tasks and wait until each has ended.
+
+    One still running after RECANCEL seconds is cancelled again: a cancellation can be
+    lost when it comes together with a timeout. Python 3.11's asyncio.wait_for returns
+    its future's result then (gh-86296; aiomqtt connects through it), and aiohttp 3.9's
+    request timeout (the GX's) raises TimeoutError instead, which a worker takes for a
+    failed request. Shutdown would wait for such a task forever.
+    """
+    pending, told = set(tasks), False
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL)
+        if pending and not told:
+            told = True
+            names = ", ".join(sorted(t.get_name() for t in pending))
+            log.warning("%s: %s did not stop when cancelled; cancelling again", owner, names)
 
 
 class Tasks:
@@ -113,24 +133,8 @@ class Tasks:
             task.cancel()
 
     async def aclose(self) -> None:
-        """Cancel every task and wait until each has ended.
-
-        One still running after RECANCEL seconds is cancelled again: on Python 3.11 a
-        cancellation can be lost (asyncio.wait_for returns its future's result when the
-        two come together, gh-86296; aiomqtt connects through it), and shutdown would
-        wait for it forever.
-        """
-        pending, told = set(self._tasks), False
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=RECANCEL)
-            if pending and not told:
-                told = True
-                names = ", ".join(sorted(t.get_name() for t in pending))
-                log.warning(
-                    "%s: %s did not stop when cancelled; cancelling again", self.owner, names
-                )
+        """Cancel every task and wait until each has ended (see `cancel_and_wait`)."""
+        await cancel_and_wait(self._tasks, self.owner)
 
     async def __aenter__(self) -> Self:
         return self

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from hems_rules.core.model import DeviceFact
 from hems_rules.health import Faults, Health, reason
 from hems_rules.ruleset.rules import Consumer, ShellyEndpoint
-from hems_rules.tasks import Tasks
+from hems_rules.tasks import Tasks, cancel_and_wait
 
 if TYPE_CHECKING:
     import aiohttp
@@ -271,6 +271,4 @@ class ShellyRelays:
 
     async def _stop(self, consumer_ids: list[str]) -> None:
         tasks = [self._workers.pop(i)[1] for i in consumer_ids if i in self._workers]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks, "Shelly relays")

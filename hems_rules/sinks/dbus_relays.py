@@ -35,7 +35,7 @@ from hems_rules.errors import ConfigurationError, TransientError
 from hems_rules.health import Faults, Health
 from hems_rules.numbers import number
 from hems_rules.ruleset.rules import Consumer, DbusRelay
-from hems_rules.tasks import Tasks
+from hems_rules.tasks import Tasks, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -325,10 +325,7 @@ class DbusRelays:
                 watch.close()
 
     async def _stop(self) -> None:
-        workers = list(self._workers.values())
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await cancel_and_wait(list(self._workers.values()), "D-Bus relays")
 
     async def _watch(self, service: str) -> None:
         def values(changed: Values) -> None:
