@@ -61,7 +61,7 @@ site:
   battery_reservation: 0
   mqtt: {{host: 127.0.0.1, port: {mqtt}}}
   history: {{path: "{history}"}}
-  web: {{port: 0, bind: 127.0.0.1}}
+  web: {{port: 0, bind: 127.0.0.1, control: true, password: attack-pw}}
 variables:
   tank: {{mqtt: {{topic: attack/tank, json: value}}}}
   pump_power: {{http: {{url: "http://127.0.0.1:{p0}/rpc/Switch.GetStatus?id=0",
@@ -111,6 +111,7 @@ class Attack:
         self.failures: list[str] = []
         self.stop_times: list[float] = []
         self.set_seen: asyncio.Event | None = None
+        self.stalled: asyncio.StreamWriter | None = None
 
     async def run(self, tries: int, only: str | None) -> int:
         with PrivateBus() as bus:
@@ -146,6 +147,7 @@ class Attack:
             "sighup-then-stop": self._sighup_then_stop,
             "stop-then-sighup": self._stop_then_sighup,
             "page-streaming": self._page_streaming,
+            "page-slow-client": self._page_slow_client,
         }
         names = [only] if only else list(moments)
         try:
@@ -200,6 +202,9 @@ class Attack:
                 self._signal(self.stop_signal)
             await self._check(n, moment)
         finally:
+            if self.stalled is not None:
+                self.stalled.close()
+                self.stalled = None
             if self.process.returncode is None:
                 self.process.kill()
                 await self.process.wait()
@@ -349,14 +354,34 @@ class Attack:
         self._signal(signal.SIGHUP)  # a reload while it shuts down
         await asyncio.sleep(0.5)
 
-    async def _page_streaming(self) -> None:
+    async def _page_port(self) -> int | None:
         await self._up()
         await self._some_relay_on()
         text = self.log_path.read_text(errors="replace")
         marker = "status page on http://127.0.0.1:"
         if marker not in text:
+            return None
+        return int(text.split(marker, 1)[1].split("/", 1)[0])
+
+    async def _page_slow_client(self) -> None:
+        """A client that sends a control request's headers and then stalls (a phone
+        that lost its Wi-Fi, or someone on the LAN who means it)."""
+        port = await self._page_port()
+        if port is None:
             return
-        port = int(text.split(marker, 1)[1].split("/", 1)[0])
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /api/auto HTTP/1.1\r\nHost: 127.0.0.1\r\nX-HEMS-Request: 1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        self.stalled = writer  # open until the check is over
+        await self._later(0.1, 0.5)
+
+    async def _page_streaming(self) -> None:
+        port = await self._page_port()
+        if port is None:
+            return
         async with aiohttp.ClientSession() as http:
             streams = [asyncio.ensure_future(self._stream(http, port)) for _ in range(2)]
             await self._later(0.2, 1.5)

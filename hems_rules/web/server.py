@@ -47,6 +47,9 @@ HEADER = "X-HEMS-Request"  # any value; its presence forces a CORS preflight
 QUIET_PUSH = 1.0  # s between pushes while no decision changes
 KEEPALIVE = 15.0
 WRONG_PASSWORD_DELAY = 0.5
+# How long a request under way may take to finish when the page stops (s): the releases
+# come after the page, and aiohttp from 3.10 on would wait a minute for a stalled client.
+STOP_GRACE = 1.0
 SECURITY = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -130,7 +133,9 @@ class StatusPage:
         app.router.add_get("/api/day", self._day)
         app.router.add_post("/api/auto", self._auto)
         app.router.add_post("/api/switch", self._switch)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=STOP_GRACE
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.config.bind, self.config.port)
         try:
