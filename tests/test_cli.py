@@ -7,12 +7,14 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from hems_rules.cli import main
 from hems_rules.demo.broker import mosquitto
+from tests.bus import DbusDaemon
 
 REPO = Path(__file__).parent.parent
 
@@ -176,3 +178,77 @@ def test_the_demo_runs_from_any_directory_and_its_day_replays(tmp_path: Path) ->
     assert replayed.returncode == 0, replayed.stderr
     assert "replay of 2026-06-21, 09:30" in replayed.stdout
     assert "Pool filter" in replayed.stdout
+
+
+# `run` with a signal sent to itself at a chosen moment outside the event loop: while
+# its rules load (before the loop handles signals) or once the loop has closed.
+SIGNAL_AT = """
+import asyncio, os, signal, sys
+import hems_rules.ruleset.compiler as compiler
+when, sig = sys.argv[1], signal.Signals[sys.argv[2]]
+def kill():
+    os.kill(os.getpid(), sig)
+if when == "loading":
+    load = compiler.load_rules
+    def load_rules(directory):
+        kill()
+        return load(directory)
+    compiler.load_rules = load_rules
+else:
+    run = asyncio.run
+    def run_then_kill(main):
+        try:
+            return run(main)
+        finally:
+            kill()
+    asyncio.run = run_then_kill
+from hems_rules.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("when", "sig"),
+    [
+        ("loading", "SIGTERM"),
+        ("loading", "SIGINT"),
+        ("loading", "SIGHUP"),
+        ("closed", "SIGHUP"),
+        ("closed", "SIGTERM"),
+    ],
+)
+def test_a_signal_outside_the_event_loop_stops_run_cleanly_or_does_nothing(
+    dbus_daemon: DbusDaemon, tmp_path: Path, when: str, sig: str
+) -> None:
+    """A stop during start-up, before the event loop handles signals (imports and the
+    rules load take seconds on a GX), or a signal after it closed, killed run with the
+    signal's default action: a traceback and exit -2 for SIGINT, -15 for SIGTERM, and
+    a reload (`svc -h`) -1. Now a stop exits 0 and a reload does not kill it."""
+    (tmp_path / "rules.yaml").write_text("site: {phases: 1}\nconsumers: []\n")
+    log = tmp_path / "log" / "info.log"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_AT, when, sig, "run", "--rules", str(tmp_path),
+         "--day-state", str(tmp_path / "day-state.json"),
+         "--bus", dbus_daemon.address, "--log-dir", str(tmp_path / "log")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        if when == "closed" or sig == "SIGHUP":
+            # Start-up goes on (a SIGHUP is no stop) to wait for localsettings; then
+            # SIGTERM ends it, and when the loop has closed the signal comes.
+            deadline = time.monotonic() + 20
+            while "waiting for com.victronenergy.settings" not in (
+                log.read_text() if log.exists() else ""
+            ):
+                assert process.poll() is None, "the SIGHUP ended run"
+                assert time.monotonic() < deadline, "run did not start"
+                time.sleep(0.05)
+            process.terminate()
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
