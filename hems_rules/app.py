@@ -338,3 +338,9 @@ async def run_app(options: AppOptions, rules: RuleSet) -> int:
     except asyncio.CancelledError:
         log.info("stopped during start-up")
         return 0
+    finally:
+        # Stopped: a signal has nothing left to do. Ignored now, for the loop's close
+        # would give each its default action back, which kills (cli.py says more).
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)

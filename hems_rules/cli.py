@@ -247,8 +247,38 @@ def _setup_logging(directory: Path | None, verbose: bool = False) -> None:
         root.addHandler(handler)
 
 
+class _StoppedBeforeTheLoop(BaseException):
+    """SIGTERM or SIGINT before the event loop handles them (not an Exception: no
+    `except Exception` on the way may take it for a failure)."""
+
+
+def _stop_before_the_loop(signum: int, frame: object) -> None:
+    raise _StoppedBeforeTheLoop
+
+
 def _run(args: argparse.Namespace) -> int:
-    """0 after SIGTERM/SIGINT, 1 when the rules or a component fail."""
+    """0 after SIGTERM/SIGINT, 1 when the rules or a component fail.
+
+    The event loop handles the signals while it runs (app.py). Before it (imports and
+    the rules load take seconds on a GX) a stop ends start-up with 0 and a reload has
+    nothing to reload yet; after it (run_app ignores them then) there is nothing left
+    to stop or reload. Left to their default actions, SIGTERM, SIGINT and even
+    `svc -h` would kill the process.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop_before_the_loop)
+    signal.signal(signal.SIGINT, _stop_before_the_loop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        return _start_and_run(args)
+    except _StoppedBeforeTheLoop:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return 0
+
+
+def _start_and_run(args: argparse.Namespace) -> int:
     import logging
 
     from hems_rules import tls
