@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,9 @@ from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.demo.shelly_emulator import EmulatedShelly
 from hems_rules.history.store import HistoryStore
 from hems_rules.ruleset import load_rules
-from hems_rules.ruleset.rules import ShellyEndpoint
+from hems_rules.ruleset.rules import RuleSet, ShellyEndpoint
+from hems_rules.ruleset.watch import RulesWatcher
+from hems_rules.sinks.relays import Relays
 from tests.bus import DbusDaemon, all_match_rules
 from tests.conftest import wait_until
 
@@ -518,3 +520,40 @@ async def test_settings_are_scanned_once_and_reloads_add_no_watches(
     await rig.client.owner(SETTINGS)  # the app has seen it come back too
     assert (await rig.client.call(SETTINGS, "/", "GetText"))[0]  # after any scan it started
     assert rig.settings.scans == 1
+
+
+async def test_a_reload_as_run_stops_starts_nothing_new(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGHUP (`svc -h`) as run stopped reloaded the rules into components already
+    closed: an HTTP variable the edit added was polled by a task that nothing ended
+    (asyncio.run cancels such a task once at exit; one that lost that cancellation, as
+    aiohttp 3.9 can, hung the exit for good)."""
+    rules = tmp_path / "rules.yaml"
+    url = f"http://127.0.0.1:{rig.pump.port}/rpc/Switch.GetStatus?id=0"
+    rules.write_text(
+        rules.read_text()
+        + f"variables:\n  pump_power: {{http: {{url: '{url}', json: apower, every: 1s}}}}\n"
+    )
+    releasing = asyncio.Event()
+
+    async def load_during_the_release(watcher: RulesWatcher) -> RuleSet:
+        await releasing.wait()
+        return load_rules(watcher.directory)
+
+    release = Relays.release
+
+    async def release_after_the_reload(relays: Relays, ids: Iterable[str]) -> None:
+        releasing.set()
+        for _ in range(3):  # the reload, if any, goes first
+            await asyncio.sleep(0)
+        await release(relays, ids)
+
+    monkeypatch.setattr(RulesWatcher, "_load", load_during_the_release)
+    monkeypatch.setattr(Relays, "release", release_after_the_reload)
+    rig.stop.set()
+    rig.app.reload()  # SIGHUP, as the SIGTERM's stop begins
+    assert await asyncio.wait_for(rig.task, 10) == 0
+    ours = [t for t in asyncio.all_tasks() if "hems_rules" in t.get_coro().cr_code.co_filename]
+    assert ours == [], "tasks left running"
+    assert rig.app.watcher is not None and rig.app.watcher.reloads == 0
