@@ -113,6 +113,7 @@ class App:
         self.rules_error = ""  # the hot reload's complaint, "" while the rules load
         self.page_port: int | None = None  # where the status page listens, once it does
         self._stop = asyncio.Event()
+        self._stopping = asyncio.Event()  # the `stop` of run()
         self._tasks = Tasks("app", self.fail)
 
     def fail(self, why: str) -> None:
@@ -122,12 +123,14 @@ class App:
         self._stop.set()
 
     def reload(self) -> None:
-        """Load the rules now (SIGHUP)."""
-        if self.watcher is not None:
+        """Load the rules now (SIGHUP). Not once stopping: new rules would start sources
+        and workers in components that are closing, and nothing would end them."""
+        if self.watcher is not None and not self._stopping.is_set() and not self._stop.is_set():
             self._tasks.spawn(self.watcher.reload(), name="sighup-reload")
 
     async def run(self, stop: asyncio.Event) -> int:
         """Run until `stop` is set or a component fails; 0, or 1 after a failure."""
+        self._stopping = stop
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self._tasks)
             await self._start(stack)
