@@ -554,6 +554,6 @@ async def test_a_reload_as_run_stops_starts_nothing_new(
     rig.stop.set()
     rig.app.reload()  # SIGHUP, as the SIGTERM's stop begins
     assert await asyncio.wait_for(rig.task, 10) == 0
-    ours = [t for t in asyncio.all_tasks() if "hems_rules" in t.get_coro().cr_code.co_filename]
+    ours = [t for t in asyncio.all_tasks() if "hems_rules" in repr(t.get_coro())]
     assert ours == [], "tasks left running"
     assert rig.app.watcher is not None and rig.app.watcher.reloads == 0
