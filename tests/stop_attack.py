@@ -25,6 +25,7 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,6 +113,7 @@ class Attack:
         self.stop_times: list[float] = []
         self.set_seen: asyncio.Event | None = None
         self.stalled: asyncio.StreamWriter | None = None
+        self.frozen: subprocess.Popen[bytes] | None = None
 
     async def run(self, tries: int, only: str | None) -> int:
         with PrivateBus() as bus:
@@ -148,6 +150,7 @@ class Attack:
             "stop-then-sighup": self._stop_then_sighup,
             "page-streaming": self._page_streaming,
             "page-slow-client": self._page_slow_client,
+            "broker-hung": self._broker_hung,
         }
         names = [only] if only else list(moments)
         try:
@@ -202,6 +205,9 @@ class Attack:
                 self._signal(self.stop_signal)
             await self._check(n, moment)
         finally:
+            if self.frozen is not None:
+                self.frozen.send_signal(signal.SIGCONT)
+                self.frozen = None
             if self.stalled is not None:
                 self.stalled.close()
                 self.stalled = None
@@ -353,6 +359,14 @@ class Attack:
         await self._later(0.0, 0.3)
         self._signal(signal.SIGHUP)  # a reload while it shuts down
         await asyncio.sleep(0.5)
+
+    async def _broker_hung(self) -> None:
+        """The broker accepts connections but answers nothing (SIGSTOP, until the check
+        is over): MQTT connects and subscribes that never finish, or a session gone mute."""
+        assert self.broker.process is not None
+        self.broker.process.send_signal(signal.SIGSTOP)
+        self.frozen = self.broker.process
+        await self._later(0.0, 6.0)
 
     async def _page_port(self) -> int | None:
         await self._up()
