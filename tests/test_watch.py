@@ -15,6 +15,7 @@ import pytest
 from hems_rules.errors import RulesError
 from hems_rules.ruleset import RuleSet, load_rules, watch
 from hems_rules.ruleset.changes import RulesChange, compare
+from hems_rules.ruleset.compiler import signature
 from hems_rules.ruleset.watch import RulesWatcher
 from tests.conftest import wait_until
 
@@ -240,3 +241,18 @@ async def test_a_failing_swap_is_logged_and_the_watcher_goes_on(
         await wait_until(lambda: len(seen) == 2, what="a second swap")
         assert [c.id for c in watcher.rules.consumers] == ["h1", "h3"]
     assert "RuntimeError: the engine refused" in caplog.text
+
+
+async def test_a_save_between_the_load_and_the_watcher_start_is_reloaded(
+    rules_dir: Path,
+) -> None:
+    """`run` loads the rules, then starts for seconds on a GX (localsettings may come up
+    late) before its watcher looks: a save in between was taken as already loaded, and
+    the old rules ran on until the next save (a SIGHUP then is ignored too)."""
+    seen = signature(rules_dir)
+    swaps = Swaps(rules_dir)
+    (rules_dir / "heaters.yaml").write_text(heaters("h1", "h2"))
+    async with RulesWatcher(
+        rules_dir, swaps.first, swaps, debounce=0.05, check_every=0.05, seen=seen
+    ):
+        await wait_until(lambda: swaps.ids() == ["h1", "h2"], what="h2 added")
