@@ -34,6 +34,7 @@ from hems_rules.health import Faults
 from hems_rules.localtime import local_now
 from hems_rules.loop import EngineLoop, Publisher
 from hems_rules.ruleset import RuleSet
+from hems_rules.ruleset.compiler import Signature
 from hems_rules.ruleset.watch import RulesWatcher
 from hems_rules.shelly.relays import Address, direct
 from hems_rules.sinks.device_numbers import DeviceNumbers
@@ -79,6 +80,7 @@ class AppOptions:
     broker_address: BrokerAddress = broker_as_configured  # the demo maps it to its own
     http_sources: bool = True  # the demo sets HTTP variables itself (its day runs faster)
     day_state: Path | None = None  # where today's runtime and starts survive a restart
+    rules_seen: Signature | None = None  # rules_dir as the rules came from it (cli.py)
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,13 @@ class App:
             switch.show_rules_error(self.rules_error)
 
         self.watcher = await stack.enter_async_context(
-            RulesWatcher(options.rules_dir, rules, self._swap_rules, on_error=rules_error)
+            RulesWatcher(
+                options.rules_dir,
+                rules,
+                self._swap_rules,
+                on_error=rules_error,
+                seen=options.rules_seen,
+            )
         )
 
     def _swap_rules(self, rules: RuleSet) -> None:

@@ -282,10 +282,13 @@ def _start_and_run(args: argparse.Namespace) -> int:
     import logging
 
     from hems_rules import tls
-    from hems_rules.ruleset.compiler import load_rules
+    from hems_rules.ruleset.compiler import load_rules, signature
 
     _setup_logging(args.log_dir, args.verbose)
     log = logging.getLogger(__name__)
+    # Taken before the load: the watcher starts seconds later, and reloads a save made
+    # in between.
+    seen = signature(args.rules)
     try:
         rules = load_rules(args.rules)
     except Exception as err:  # whatever the loader raised, nothing may run on it
@@ -307,6 +310,7 @@ def _start_and_run(args: argparse.Namespace) -> int:
         bus_address=args.bus,
         poll_interval=args.poll,
         day_state=args.day_state,
+        rules_seen=seen,
     )
     return asyncio.run(run_app(options, rules))
 

@@ -6,6 +6,7 @@ column and the path in the document; a load with any problem yields no RuleSet.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -52,6 +53,36 @@ def rule_files(directory: Path) -> list[Path]:
     return sorted(
         p for p in directory.iterdir() if p.suffix in RULE_SUFFIXES and not p.name.startswith(".")
     )
+
+
+# The directory (device, inode) and each rule file's (name, inode, size, mtime, ctime).
+Signature = tuple[int, int, frozenset[tuple[str, int, int, int, int]]]
+
+
+def _is_rule_name(name: str) -> bool:
+    return name.endswith(RULE_SUFFIXES) and not name.startswith(".")
+
+
+def signature(directory: Path) -> Signature | None:
+    """What any save changes in the directory the rules path names; None: there is none.
+
+    Times are the kernel's coarse clock (a few ms): a same-size rewrite within one tick
+    of the look before could pass unseen, which no person saving a file can do.
+    """
+    try:
+        info = directory.stat()
+        if not stat.S_ISDIR(info.st_mode):
+            return None
+        files = set()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _is_rule_name(entry.name):
+                    with contextlib.suppress(OSError):  # gone since the listing
+                        f = entry.stat()
+                        files.add((entry.name, f.st_ino, f.st_size, f.st_mtime_ns, f.st_ctime_ns))
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, frozenset(files)
 
 
 def read_rule_file(path: Path, what: str = "rule file") -> str:

@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
-import os
-import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from hems_rules.errors import Problem, RulesError
 from hems_rules.ruleset.changes import compare
-from hems_rules.ruleset.compiler import RULE_SUFFIXES, load_rules
+from hems_rules.ruleset.compiler import Signature, load_rules, signature
 from hems_rules.ruleset.rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -45,35 +42,6 @@ DEBOUNCE = 0.3
 # A thousand consumers load in well under a second on a GX; a load that takes this long
 # is stuck (a hung file system, a bug) and is reported instead of waited for.
 LOAD_BUDGET = 10.0
-
-# The directory (device, inode) and each rule file's (name, inode, size, mtime, ctime).
-_Signature = tuple[int, int, frozenset[tuple[str, int, int, int, int]]]
-
-
-def _is_rule_path(name: str) -> bool:
-    return name.endswith(RULE_SUFFIXES) and not name.startswith(".")
-
-
-def _signature(directory: Path) -> _Signature | None:
-    """What any save changes in the directory the rules path names; None: there is none.
-
-    Times are the kernel's coarse clock (a few ms): a same-size rewrite within one tick
-    of the look before could pass unseen, which no person saving a file can do.
-    """
-    try:
-        info = directory.stat()
-        if not stat.S_ISDIR(info.st_mode):
-            return None
-        files = set()
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if _is_rule_path(entry.name):
-                    with contextlib.suppress(OSError):  # gone since the listing
-                        f = entry.stat()
-                        files.add((entry.name, f.st_ino, f.st_size, f.st_mtime_ns, f.st_ctime_ns))
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino, frozenset(files)
 
 
 def _problem(directory: Path, message: str) -> RulesError:
@@ -98,6 +66,7 @@ class RulesWatcher:
         *,
         check_every: float = CHECK_EVERY,
         load_budget: float = LOAD_BUDGET,
+        seen: Signature | None = None,
     ) -> None:
         self.directory = directory
         self.rules = rules
@@ -108,6 +77,7 @@ class RulesWatcher:
         self._debounce = debounce
         self._check_every = check_every
         self._load_budget = load_budget
+        self._seen = seen  # the directory as `rules` came from it; None: as it is at start
         self._one_at_a_time = asyncio.Lock()
         self._loading: concurrent.futures.Future[RuleSet] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -118,7 +88,8 @@ class RulesWatcher:
         return self._loading is not None and not self._loading.done()
 
     async def __aenter__(self) -> RulesWatcher:
-        seen = _signature(self.directory)  # now: a save from here on is seen
+        # A save from then on is seen (`run` takes it before the rules load).
+        seen = signature(self.directory) if self._seen is None else self._seen
         self._task = asyncio.create_task(self._run(seen), name="rules-watcher")
         return self
 
@@ -129,10 +100,10 @@ class RulesWatcher:
 
     # -- watching ---------------------------------------------------------------------
 
-    async def _run(self, seen: _Signature | None) -> None:
+    async def _run(self, seen: Signature | None) -> None:
         while True:
             await asyncio.sleep(self._check_every)
-            now = _signature(self.directory)
+            now = signature(self.directory)
             if now == seen:
                 continue
             seen = await self._settle(now)
@@ -141,11 +112,11 @@ class RulesWatcher:
             except Exception:  # reload() reports what it knows; this would be a bug
                 log.exception("reloading the rules failed; the watcher goes on")
 
-    async def _settle(self, now: _Signature | None) -> _Signature | None:
+    async def _settle(self, now: Signature | None) -> Signature | None:
         """The signature once it has held still for the debounce (a save is over)."""
         while True:
             await asyncio.sleep(self._debounce)
-            later = _signature(self.directory)
+            later = signature(self.directory)
             if later == now:
                 return now
             now = later
