@@ -78,7 +78,6 @@ KEPT = 2  # the device of the `keep` consumer
 # Run as `python -c DUMPER run ...`: SIGUSR2 prints every task's coroutine chain.
 DUMPER = """
 import asyncio, signal, sys
-import hems_rules.app as app
 
 def chain(coro):
     while coro is not None:
@@ -87,18 +86,15 @@ def chain(coro):
             yield f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
         coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
 
-def dump():
+def dump(signum, frame):
     for task in asyncio.all_tasks():
         print("TASK", task.get_name(), "cancelling", task.cancelling(), file=sys.stderr)
         for line in chain(task.get_coro()):
             print("   ", line, file=sys.stderr)
     sys.stderr.flush()
 
-run_app = app.run_app
-async def dumping(*args, **kwargs):
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
-    return await run_app(*args, **kwargs)
-app.run_app = dumping
+# A plain handler: run's own modules load as they do without it, in the same order.
+signal.signal(signal.SIGUSR2, dump)
 from hems_rules.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -238,7 +234,11 @@ class Attack:
         except TimeoutError:
             self.process.send_signal(signal.SIGUSR2)
             await asyncio.sleep(1.0)
-            self._fail(f"{what}: still running {PROMPT:g} s after the signal", dump=True)
+            self._fail(
+                f"{what}: still running {PROMPT:g} s after the signal, sent"
+                f" {self.signalled_at - self.started:.2f} s after the start",
+                dump=True,
+            )
             return
         took = time.monotonic() - self.signalled_at
         self.stop_times.append(took)
@@ -255,7 +255,8 @@ class Attack:
             self._fail(f"{what}: {SWITCH} still on the bus")
         print(
             f"stop-attack: {what} exited {code} in {took:.2f} s"
-            f" (relays {self.on_at_signal} were on)",
+            f" (signalled {self.signalled_at - self.started:.2f} s after the start,"
+            f" relays {self.on_at_signal} were on)",
             flush=True,
         )
         if took > SLOW:
