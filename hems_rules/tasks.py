@@ -29,7 +29,7 @@ MIN_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
 # A worker that ran this long before failing starts again from the smallest backoff.
 HEALTHY_RUN = 300.0
-# Seconds a cancelled task may take to end before it is cancelled again (see aclose()).
+# Seconds a cancelled task may take to end before it is cancelled again (cancel_and_wait).
 RECANCEL = 1.0
 
 

@@ -31,6 +31,7 @@ from hems_rules.errors import Problem, RulesError
 from hems_rules.ruleset.changes import compare
 from hems_rules.ruleset.compiler import Signature, load_rules, signature
 from hems_rules.ruleset.rules import RuleSet
+from hems_rules.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,7 @@ class RulesWatcher:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task], "rules watcher")
 
     # -- watching ---------------------------------------------------------------------
 
