@@ -42,6 +42,7 @@ from hems_rules.demo.broker import Mosquitto
 from hems_rules.demo.bus import PrivateBus
 from hems_rules.demo.gx import SimulatedSettings, SimulatedSystem
 from hems_rules.demo.shelly_emulator import EmulatedShelly, EmulatedSwitch
+from tests.processes import processes
 
 SWITCH = "com.victronenergy.switch.hems"
 SLOW = 5.0  # s: a stop this slow shows its log
@@ -269,16 +270,12 @@ class Attack:
             print(self.log_path.read_text(errors="replace")[-6000:], flush=True)
 
     def _session_processes(self) -> list[str]:
-        left = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            with contextlib.suppress(OSError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                fields = stat.rsplit(")", 1)[1].split()
-                if int(fields[3]) == self.process.pid and fields[0] != "Z":  # session id
-                    left.append(f"{entry} {stat.split('(')[1].split(')')[0]}")
-        return left
+        # run was started in a session of its own: its pid is the session's id.
+        return [
+            f"{p.pid} {p.command}"
+            for p in processes()
+            if p.session == self.process.pid and p.state != "Z"
+        ]
 
     def _kill_session(self) -> None:
         with contextlib.suppress(ProcessLookupError):

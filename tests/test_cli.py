@@ -15,6 +15,7 @@ import pytest
 from hems_rules.cli import main
 from hems_rules.demo.broker import mosquitto
 from tests.bus import DbusDaemon
+from tests.processes import processes
 
 REPO = Path(__file__).parent.parent
 
@@ -114,20 +115,6 @@ def hems_rules(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _children(pid: int) -> dict[int, str]:
-    """The processes `pid` started, with their command lines (from Linux's /proc)."""
-    found: dict[int, str] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
-            command = (stat.parent / "cmdline").read_bytes()
-        except OSError:  # it ended meanwhile
-            continue
-        if int(fields[1]) == pid:
-            found[int(stat.parent.name)] = command.replace(b"\0", b" ").decode()
-    return found
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["kill", "hangup"])
 def test_a_signal_stops_the_demo_with_its_private_bus_and_broker(
     tmp_path: Path, sig: signal.Signals
@@ -146,7 +133,7 @@ def test_a_signal_stops_the_demo_with_its_private_bus_and_broker(
         assert process.stdout is not None
         while "status page:" not in (line := process.stdout.readline()):
             assert line, "the demo ended before it was running"
-        started = _children(process.pid)
+        started = {p.pid: p.command for p in processes() if p.parent == process.pid}
         process.send_signal(sig)
         assert process.wait(30) == 0
     finally:
